@@ -1,0 +1,299 @@
+/* Fused attention backward (FlashAttention-2), recomputing the probabilities from the
+ * forward's lse instead of storing them:
+ *
+ *     P   = exp(S - lse)                         forward: out = P·V / (1 - p) kept
+ *     dV += (P ∘ Z)ᵀ · dO                        Z = dropout keep factor (0 or 1/(1-p))
+ *     dP  = (dO · Vᵀ) ∘ Z
+ *     D   = rowsum(dO ∘ out)                     = rowsum(P ∘ dP)
+ *     dS  = P ∘ (dP - D)                         (∘ (1 - tanh²) under softcap)
+ *     dK += dSᵀ · Q·scale,   dQ += dS · K·scale
+ *
+ * Deterministic without float atomics: pass 1 gives every (batch, kv head, key block)
+ * to one thread, which sums dK, dV over its query heads and query blocks in a fixed
+ * order; pass 2 gives every (batch, head, query block) to one thread for dQ. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "sattn_internal.h"
+
+typedef struct bwd_scratch {
+    float *q, *dout, *dq;    /* (BQ, head_dim), (BQ, head_dim_v), (BQ, head_dim) */
+    float *k, *v, *dk, *dv;  /* (BK, head_dim), (BK, head_dim_v), (BK, head_dim), (BK, head_dim_v) */
+    float *p;                /* (BQ, BK) probabilities */
+    float *dp;               /* (BQ, BK) dP, then dS */
+    float *pz;               /* (BQ, BK) P ∘ Z */
+    float *z;                /* (BQ, BK) dropout keep factors */
+    float *t;                /* (BQ, BK) tanh(s / softcap) */
+    float *lse, *dd;         /* (BQ) the block's lse and D */
+} bwd_scratch;
+
+static float *carve(float **at, size_t n)
+{
+    float *r = *at;
+    *at += (n + 15) & ~(size_t)15;
+    return r;
+}
+
+static size_t bwd_scratch_floats(const sattn__problem *pr)
+{
+    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
+    return SATTN__BQ * (2 * d + dv) + SATTN__BK * (2 * d + 2 * dv) + 5 * SATTN__BQ * SATTN__BK +
+           2 * SATTN__BQ + 14 * 16;
+}
+
+static bwd_scratch bwd_scratch_carve(const sattn__problem *pr, float *base)
+{
+    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, t = SATTN__BQ * SATTN__BK;
+    bwd_scratch w;
+    w.q = carve(&base, SATTN__BQ * d);
+    w.dout = carve(&base, SATTN__BQ * dv);
+    w.dq = carve(&base, SATTN__BQ * d);
+    w.k = carve(&base, SATTN__BK * d);
+    w.v = carve(&base, SATTN__BK * dv);
+    w.dk = carve(&base, SATTN__BK * d);
+    w.dv = carve(&base, SATTN__BK * dv);
+    w.p = carve(&base, t);
+    w.dp = carve(&base, t);
+    w.pz = carve(&base, t);
+    w.z = carve(&base, t);
+    w.t = carve(&base, t);
+    w.lse = carve(&base, SATTN__BQ);
+    w.dd = carve(&base, SATTN__BQ);
+    return w;
+}
+
+typedef struct bwd_args {
+    const sattn__problem *pr;
+    const sattn__kernels *kt;
+    const void *q, *k, *v, *out, *dout;
+    const float *lse;
+    float *dsum; /* D, laid out like lse */
+    void *dq, *dk, *dv;
+} bwd_args;
+
+/* The tile shared by both passes: P and dS for query rows i0.. (mq) of head h against
+   key rows j0.. (nk), with w->q, w->dout, w->lse, w->dd, w->k, w->v loaded.
+   Leaves P in w->p, P ∘ Z in w->pz (when dropout is on) and dS in w->dp. */
+static void tile_grad(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t i0, int mq,
+                      int64_t j0, int nk, sattn__tile_kind kind, const bwd_scratch *w)
+{
+    const sattn__problem *pr = a->pr;
+    const sattn__kernels *kt = a->kt;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, ld = SATTN__BK;
+    kt->gemm_nt(w->p, ld, w->q, d, w->k, d, mq, nk, d);
+    if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
+        sattn__tile_scores(pr, s, h, i0, mq, j0, nk, kind, w->p, ld, w->t);
+    kt->softmax_recompute(w->p, ld, mq, nk, w->lse);
+    kt->gemm_nt(w->dp, ld, w->dout, dv, w->v, dv, mq, nk, dv);
+    if (pr->dropout_p > 0) {
+        sattn__tile_dropout(pr, s, h, i0, mq, j0, nk, w->z, ld);
+        for (int r = 0; r < mq; r++)
+            for (int c = 0; c < nk; c++) {
+                w->pz[r * ld + c] = w->p[r * ld + c] * w->z[r * ld + c];
+                w->dp[r * ld + c] *= w->z[r * ld + c];
+            }
+    }
+    kt->softmax_grad(w->dp, ld, w->p, ld, mq, nk, w->dd);
+    if (pr->softcap > 0) /* d(cap * tanh(x / cap)) / dx = 1 - tanh² */
+        for (int r = 0; r < mq; r++)
+            for (int c = 0; c < nk; c++) {
+                float th = w->t[r * ld + c];
+                w->dp[r * ld + c] *= 1.0f - th * th;
+            }
+}
+
+/* Loads query rows i0.. of head h with everything the tile needs. */
+static void load_query_side(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t i0, int mq,
+                            const bwd_scratch *w)
+{
+    const sattn__problem *pr = a->pr;
+    const size_t es = pr->elem_size;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
+    sattn__load_rows(w->q, d, sattn__at(a->q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1], mq,
+                     d, pr->dtype, pr->scale);
+    sattn__load_rows(w->dout, dv, sattn__at(a->dout, sattn__q_elem(s, pr->os, i0, h), es),
+                     pr->os[1], mq, dv, pr->dtype, 1.0f);
+    int64_t li = s->lse_row0 + h * s->lse_hstride + i0;
+    memcpy(w->lse, a->lse + li, sizeof(float) * (size_t)mq);
+    memcpy(w->dd, a->dsum + li, sizeof(float) * (size_t)mq);
+}
+
+static void load_key_side(const bwd_args *a, const sattn__seq *s, int64_t hk, int64_t j0, int nk,
+                          const bwd_scratch *w)
+{
+    const sattn__problem *pr = a->pr;
+    const size_t es = pr->elem_size;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
+    sattn__load_rows(w->k, d, sattn__at(a->k, sattn__kv_elem(s, pr->ks, j0, hk), es), pr->ks[1],
+                     nk, d, pr->dtype, 1.0f);
+    sattn__load_rows(w->v, dv, sattn__at(a->v, sattn__kv_elem(s, pr->vs, j0, hk), es), pr->vs[1],
+                     nk, dv, pr->dtype, 1.0f);
+}
+
+static int clamp_rows(int64_t len, int64_t i0, int rows)
+{
+    int64_t n = len - i0;
+    return n <= 0 ? 0 : (n < rows ? (int)n : rows);
+}
+
+/* ---- pass 0: D = rowsum(dO ∘ out) ---- */
+
+static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
+{
+    const sattn__problem *pr = a->pr;
+    const size_t es = pr->elem_size;
+    const int dv = (int)pr->head_dim_v;
+    float o[64], g[64];
+    for (int64_t i = 0; i < s->len_q; i++) {
+        const int64_t e = sattn__q_elem(s, pr->os, i, h);
+        double acc = 0; /* once per row: exactness is cheap here */
+        for (int c0 = 0; c0 < dv; c0 += 64) {
+            int n = dv - c0 < 64 ? dv - c0 : 64;
+            sattn__load_rows(o, n, sattn__at(a->out, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
+            sattn__load_rows(g, n, sattn__at(a->dout, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
+            for (int c = 0; c < n; c++) acc += (double)o[c] * g[c];
+        }
+        a->dsum[s->lse_row0 + h * s->lse_hstride + i] = (float)acc;
+    }
+}
+
+/* ---- pass 1: dK, dV for key rows j0.. of kv head hk ---- */
+
+static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64_t j0, int rows,
+                       const bwd_scratch *w)
+{
+    const sattn__problem *pr = a->pr;
+    const sattn__kernels *kt = a->kt;
+    const size_t es = pr->elem_size;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
+    const int nk = clamp_rows(s->len_kv, j0, rows);
+    char *dk = (char *)a->dk + sattn__kv_elem(s, pr->ks, j0, hk) * (int64_t)es;
+    char *dvp = (char *)a->dv + sattn__kv_elem(s, pr->vs, j0, hk) * (int64_t)es;
+
+    if (nk > 0) {
+        memset(w->dk, 0, sizeof(float) * (size_t)nk * (size_t)d);
+        memset(w->dv, 0, sizeof(float) * (size_t)nk * (size_t)dv);
+        int loaded = 0; /* k, v are read only if some query sees them (k may be NULL when seq_q = 0) */
+        for (int64_t h = hk * pr->group; h < (hk + 1) * pr->group; h++)
+            for (int64_t i0 = 0; i0 < s->len_q; i0 += SATTN__BQ) {
+                int mq = clamp_rows(s->len_q, i0, SATTN__BQ);
+                sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
+                if (kind == SATTN__TILE_EMPTY) continue;
+                if (!loaded) load_key_side(a, s, hk, j0, nk, w), loaded = 1;
+                load_query_side(a, s, h, i0, mq, w);
+                tile_grad(a, s, h, i0, mq, j0, nk, kind, w);
+                const float *pz = pr->dropout_p > 0 ? w->pz : w->p;
+                kt->gemm_tn_acc(w->dv, dv, pz, SATTN__BK, w->dout, dv, nk, dv, mq);
+                kt->gemm_tn_acc(w->dk, d, w->dp, SATTN__BK, w->q, d, nk, d, mq);
+            }
+        sattn__store_rows(dk, pr->ks[1], w->dk, d, nk, d, pr->dtype, 1.0f);
+        sattn__store_rows(dvp, pr->vs[1], w->dv, dv, nk, dv, pr->dtype, 1.0f);
+    }
+    if (nk < rows) { /* padding keys get zero gradient */
+        sattn__zero_rows(dk + nk * pr->ks[1] * (int64_t)es, pr->ks[1], rows - nk, d, pr->dtype);
+        sattn__zero_rows(dvp + nk * pr->vs[1] * (int64_t)es, pr->vs[1], rows - nk, dv, pr->dtype);
+    }
+}
+
+/* ---- pass 2: dQ for query rows i0.. of head h ---- */
+
+static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t i0, int rows,
+                     const bwd_scratch *w)
+{
+    const sattn__problem *pr = a->pr;
+    const sattn__kernels *kt = a->kt;
+    const size_t es = pr->elem_size;
+    const int d = (int)pr->head_dim;
+    const int mq = clamp_rows(s->len_q, i0, rows);
+    char *dq = (char *)a->dq + sattn__q_elem(s, pr->qs, i0, h) * (int64_t)es;
+
+    if (mq > 0) {
+        memset(w->dq, 0, sizeof(float) * (size_t)mq * (size_t)d);
+        load_query_side(a, s, h, i0, mq, w);
+        int64_t lo, hi, unused;
+        sattn__row_range(pr, s, i0, &lo, &unused);
+        sattn__row_range(pr, s, i0 + mq - 1, &unused, &hi);
+        for (int64_t j0 = lo / SATTN__BK * SATTN__BK; j0 < hi; j0 += SATTN__BK) {
+            int nk = clamp_rows(s->len_kv, j0, SATTN__BK);
+            sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
+            if (kind == SATTN__TILE_EMPTY) continue;
+            load_key_side(a, s, h / pr->group, j0, nk, w);
+            tile_grad(a, s, h, i0, mq, j0, nk, kind, w);
+            kt->gemm_nn_acc(w->dq, d, w->dp, SATTN__BK, w->k, d, mq, d, nk);
+        }
+        sattn__store_rows(dq, pr->qs[1], w->dq, d, mq, d, pr->dtype, pr->scale);
+    }
+    if (mq < rows)
+        sattn__zero_rows(dq + mq * pr->qs[1] * (int64_t)es, pr->qs[1], rows - mq, d, pr->dtype);
+}
+
+sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k, const void *v,
+                            const void *out, const float *lse, const void *dout, void *dq,
+                            void *dk, void *dv)
+{
+    sattn__problem pr;
+    sattn_status st = sattn__prepare(&pr, p, SATTN__BACKWARD, q, k, v, out, lse, dout, dq, dk, dv);
+    if (st != SATTN_OK) return st;
+
+    const int64_t nqb = (pr.seq_q + SATTN__BQ - 1) / SATTN__BQ;
+    const int64_t nkb = (pr.seq_kv + SATTN__BK - 1) / SATTN__BK;
+    const int64_t items_kv = pr.batch * pr.heads_kv * nkb;
+    const int64_t items_q = pr.batch * pr.heads_q * nqb;
+    const int64_t items = items_kv > items_q ? items_kv : items_q;
+    if (items == 0) return SATTN_OK;
+    int threads = sattn__threads();
+    if (threads > items) threads = (int)items;
+
+    /* D has the lse's layout. */
+    size_t nd = (size_t)pr.heads_q * (size_t)(pr.p->cu_seqlens_q ? pr.total_q : pr.batch * pr.seq_q);
+    float *dsum = malloc(sizeof(float) * (nd ? nd : 1));
+    if (!dsum) return sattn__fail_nomem(sizeof(float) * nd);
+    size_t stride;
+    float *scratch = sattn__scratch_alloc(bwd_scratch_floats(&pr), threads, &stride);
+    if (!scratch) {
+        free(dsum);
+        return SATTN_ERR_NOMEM;
+    }
+
+    bwd_args a = {&pr, sattn__kernels_get(), q, k, v, out, dout, lse, dsum, dq, dk, dv};
+    const int64_t bh_q = pr.batch * pr.heads_q;
+
+    SATTN__OMP(omp parallel num_threads(threads))
+    {
+        bwd_scratch w = bwd_scratch_carve(&pr, scratch + (size_t)sattn__thread_id() * stride);
+
+        SATTN__OMP(omp for schedule(dynamic, 1))
+        for (int64_t it = 0; it < bh_q; it++) {
+            sattn__seq s;
+            sattn__seq_info(&pr, it / pr.heads_q, &s);
+            dsum_rows(&a, &s, it % pr.heads_q);
+        }
+
+        SATTN__OMP(omp for schedule(dynamic, 1))
+        for (int64_t it = 0; it < items_kv; it++) {
+            int64_t kb = it % nkb, bh = it / nkb;
+            sattn__seq s;
+            sattn__seq_info(&pr, bh / pr.heads_kv, &s);
+            int64_t j0 = kb * SATTN__BK;
+            if (j0 >= s.rows_kv) continue;
+            int rows = (int)(s.rows_kv - j0 < SATTN__BK ? s.rows_kv - j0 : SATTN__BK);
+            dkdv_block(&a, &s, bh % pr.heads_kv, j0, rows, &w);
+        }
+
+        SATTN__OMP(omp for schedule(dynamic, 1))
+        for (int64_t it = 0; it < items_q; it++) {
+            int64_t qb = it % nqb, bh = it / nqb;
+            sattn__seq s;
+            sattn__seq_info(&pr, bh / pr.heads_q, &s);
+            int64_t i0 = qb * SATTN__BQ;
+            if (i0 >= s.rows_q) continue;
+            int rows = (int)(s.rows_q - i0 < SATTN__BQ ? s.rows_q - i0 : SATTN__BQ);
+            dq_block(&a, &s, bh % pr.heads_q, i0, rows, &w);
+        }
+    }
+    sattn__scratch_free(scratch);
+    free(dsum);
+    return SATTN_OK;
+}

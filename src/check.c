@@ -1,0 +1,263 @@
+/* Argument checking: every rule of the contract, before any output is touched.
+ * A failure names the field and the bound it broke. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "philox.h"
+#include "sattn_internal.h"
+
+#define SATTN__MAX_EXTENT INT32_MAX
+
+static sattn_status check_size(const char *name, int64_t value, int64_t min)
+{
+    if (value < min || value > SATTN__MAX_EXTENT)
+        return sattn__fail("%s must be in [%lld, %lld] (got %lld)", name, (long long)min,
+                           (long long)SATTN__MAX_EXTENT, (long long)value);
+    return SATTN_OK;
+}
+
+/* Resolves all-zero strides to packed [batch][seq][head][dim]. */
+static sattn_status resolve_strides(const char *name, const int64_t in[3], int64_t out[3],
+                                    int64_t seq, int64_t heads, int64_t dim)
+{
+    static const char *axis[3] = {"batch", "seq", "head"};
+    if (in[0] == 0 && in[1] == 0 && in[2] == 0) {
+        out[2] = dim;
+        out[1] = heads * dim;
+        out[0] = seq * heads * dim;
+        return SATTN_OK;
+    }
+    for (int a = 0; a < 3; a++) {
+        if (in[a] < 0)
+            return sattn__fail("%s[%d] (the %s stride) must be >= 0 (got %lld)", name, a, axis[a],
+                               (long long)in[a]);
+        out[a] = in[a];
+    }
+    return SATTN_OK;
+}
+
+/* A tensor that is written must not overlap itself: sorted by stride, each axis of
+   extent > 1 must step past everything the inner axes span. */
+static sattn_status check_no_overlap(const char *name, const int64_t st[3], const int64_t ext[3],
+                                     int64_t dim)
+{
+    int64_t s[4], e[4];
+    int n = 0;
+    s[n] = 1, e[n] = dim, n++;
+    for (int a = 0; a < 3; a++)
+        if (ext[a] > 1) s[n] = st[a], e[n] = ext[a], n++;
+    for (int x = 1; x < n; x++) /* insertion sort by stride */
+        for (int y = x; y > 0 && s[y] < s[y - 1]; y--) {
+            int64_t ts = s[y], te = e[y];
+            s[y] = s[y - 1], e[y] = e[y - 1], s[y - 1] = ts, e[y - 1] = te;
+        }
+    int64_t span = 0; /* last element offset reachable by the inner axes */
+    for (int x = 0; x < n; x++) {
+        if (x > 0 && s[x] <= span)
+            return sattn__fail("%s describes a tensor that overlaps itself: a stride of %lld "
+                               "does not step past the %lld elements the inner axes span",
+                               name, (long long)s[x], (long long)(span + 1));
+        span += s[x] * (e[x] - 1);
+    }
+    return SATTN_OK;
+}
+
+static sattn_status check_seqlens(const char *name, const int32_t *lens, const int32_t *cu,
+                                  int64_t batch, int64_t bound)
+{
+    for (int64_t b = 0; b < batch; b++) {
+        int64_t lim = cu ? (int64_t)cu[b + 1] - cu[b] : bound;
+        if (lens[b] < 0 || lens[b] > lim)
+            return sattn__fail("%s[%lld] must be in [0, %lld] (got %d)", name, (long long)b,
+                               (long long)lim, lens[b]);
+    }
+    return SATTN_OK;
+}
+
+static sattn_status check_cu(const char *name, const int32_t *cu, int64_t batch, int64_t bound,
+                             const char *bound_name)
+{
+    if (cu[0] < 0) return sattn__fail("%s[0] must be >= 0 (got %d)", name, cu[0]);
+    for (int64_t b = 0; b < batch; b++) {
+        int64_t len = (int64_t)cu[b + 1] - cu[b];
+        if (len < 0)
+            return sattn__fail("%s must be non-decreasing (%s[%lld] = %d > %s[%lld] = %d)", name,
+                               name, (long long)b, cu[b], name, (long long)(b + 1), cu[b + 1]);
+        if (len > bound)
+            return sattn__fail("%s: sequence %lld has length %lld, over %s = %lld", name,
+                               (long long)b, (long long)len, bound_name, (long long)bound);
+    }
+    return SATTN_OK;
+}
+
+static sattn_status check_strides4(const char *name, const int64_t st[4])
+{
+    for (int a = 0; a < 4; a++)
+        if (st[a] < 0)
+            return sattn__fail("%s[%d] must be >= 0 (got %lld)", name, a, (long long)st[a]);
+    return SATTN_OK;
+}
+
+#define TRY(x)                                  \
+    do {                                        \
+        sattn_status st_ = (x);                 \
+        if (st_ != SATTN_OK) return st_;        \
+    } while (0)
+
+#define NEED(ptr, cond, what)                                                           \
+    do {                                                                                \
+        if ((cond) && (ptr) == NULL) return sattn__fail("%s is NULL but %s", #ptr, what); \
+    } while (0)
+
+sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int which,
+                            const void *q, const void *k, const void *v, const void *out,
+                            const float *lse, const void *dout,
+                            const void *dq, const void *dk, const void *dv)
+{
+    if (p == NULL) return sattn__fail("params is NULL");
+
+    /* ---- shape ---- */
+    TRY(check_size("batch", p->batch, 1));
+    TRY(check_size("seq_q", p->seq_q, 0));
+    TRY(check_size("seq_kv", p->seq_kv, 0));
+    TRY(check_size("heads_q", p->heads_q, 1));
+    if (p->heads_kv != 0) TRY(check_size("heads_kv", p->heads_kv, 1));
+    int64_t heads_kv = p->heads_kv ? p->heads_kv : p->heads_q;
+    if (p->heads_q % heads_kv != 0)
+        return sattn__fail("heads_q (%lld) must be a multiple of heads_kv (%lld)",
+                           (long long)p->heads_q, (long long)heads_kv);
+    if (p->head_dim < 1 || p->head_dim > SATTN__MAX_HEAD_DIM)
+        return sattn__fail("head_dim must be in [1, %d] (got %lld)", SATTN__MAX_HEAD_DIM,
+                           (long long)p->head_dim);
+    if (p->head_dim_v < 0 || p->head_dim_v > SATTN__MAX_HEAD_DIM)
+        return sattn__fail("head_dim_v must be in [1, %d], or 0 for head_dim (got %lld)",
+                           SATTN__MAX_HEAD_DIM, (long long)p->head_dim_v);
+    int64_t dv_dim = p->head_dim_v ? p->head_dim_v : p->head_dim;
+    if (p->batch * p->heads_q > SATTN__MAX_EXTENT)
+        return sattn__fail("batch * heads_q must be <= %lld (got %lld)",
+                           (long long)SATTN__MAX_EXTENT, (long long)(p->batch * p->heads_q));
+
+    if (p->dtype != SATTN_F32 && p->dtype != SATTN_F16 && p->dtype != SATTN_BF16)
+        return sattn__fail("dtype must be SATTN_F32, SATTN_F16 or SATTN_BF16 (got %d)", (int)p->dtype);
+
+    /* ---- scalars ---- */
+    if (!isfinite(p->scale))
+        return sattn__fail("scale must be finite, or 0 for 1/sqrt(head_dim) (got %g)", (double)p->scale);
+    if (!(p->softcap >= 0) || !isfinite(p->softcap))
+        return sattn__fail("softcap must be finite and >= 0 (got %g)", (double)p->softcap);
+    if (!(p->dropout_p >= 0 && p->dropout_p < 1))
+        return sattn__fail("dropout_p must be in [0, 1) (got %g)", (double)p->dropout_p);
+    if (p->causal != SATTN_CAUSAL_NONE && p->causal != SATTN_CAUSAL_TOP_LEFT &&
+        p->causal != SATTN_CAUSAL_BOTTOM_RIGHT)
+        return sattn__fail("causal must be SATTN_CAUSAL_NONE, _TOP_LEFT or _BOTTOM_RIGHT (got %d)",
+                           (int)p->causal);
+
+    /* ---- variable lengths ---- */
+    if (p->cu_seqlens_q)
+        TRY(check_cu("cu_seqlens_q", p->cu_seqlens_q, p->batch, p->seq_q, "seq_q"));
+    if (p->cu_seqlens_kv)
+        TRY(check_cu("cu_seqlens_kv", p->cu_seqlens_kv, p->batch, p->seq_kv, "seq_kv"));
+    if (p->seqlens_q)
+        TRY(check_seqlens("seqlens_q", p->seqlens_q, p->cu_seqlens_q, p->batch, p->seq_q));
+    if (p->seqlens_kv)
+        TRY(check_seqlens("seqlens_kv", p->seqlens_kv, p->cu_seqlens_kv, p->batch, p->seq_kv));
+
+    /* ---- layout ---- */
+    int64_t qs[3], ks[3], vs[3], os[3];
+    TRY(resolve_strides("q_stride", p->q_stride, qs, p->seq_q, p->heads_q, p->head_dim));
+    TRY(resolve_strides("k_stride", p->k_stride, ks, p->seq_kv, heads_kv, p->head_dim));
+    TRY(resolve_strides("v_stride", p->v_stride, vs, p->seq_kv, heads_kv, dv_dim));
+    TRY(resolve_strides("o_stride", p->o_stride, os, p->seq_q, p->heads_q, dv_dim));
+    /* Extents of the written tensors: with cu_seqlens the seq axis holds every sequence. */
+    int64_t rows_q = p->cu_seqlens_q ? p->cu_seqlens_q[p->batch] : p->seq_q;
+    int64_t rows_kv = p->cu_seqlens_kv ? p->cu_seqlens_kv[p->batch] : p->seq_kv;
+    int64_t ext_q[3] = {p->cu_seqlens_q ? 1 : p->batch, rows_q, p->heads_q};
+    int64_t ext_kv[3] = {p->cu_seqlens_kv ? 1 : p->batch, rows_kv, heads_kv};
+    TRY(check_no_overlap("o_stride", os, ext_q, dv_dim));
+    if (which == SATTN__BACKWARD) {
+        TRY(check_no_overlap("q_stride (the layout of dq)", qs, ext_q, p->head_dim));
+        TRY(check_no_overlap("k_stride (the layout of dk)", ks, ext_kv, p->head_dim));
+        TRY(check_no_overlap("v_stride (the layout of dv)", vs, ext_kv, dv_dim));
+    }
+
+    /* ---- optional score terms ---- */
+    if (p->bias) TRY(check_strides4("bias_stride", p->bias_stride));
+    if (p->mask) TRY(check_strides4("mask_stride", p->mask_stride));
+    if (p->alibi_slopes)
+        for (int64_t h = 0; h < p->heads_q; h++)
+            if (!isfinite(p->alibi_slopes[h]))
+                return sattn__fail("alibi_slopes[%lld] must be finite (got %g)", (long long)h,
+                                   (double)p->alibi_slopes[h]);
+
+    /* ---- data pointers ---- */
+    int has_q = rows_q > 0, has_kv = rows_kv > 0;
+    NEED(q, has_q, "seq_q > 0");
+    NEED(k, has_q && has_kv, "seq_q > 0 and seq_kv > 0");
+    NEED(v, has_q && has_kv, "seq_q > 0 and seq_kv > 0");
+    NEED(out, has_q, "seq_q > 0");
+    if (which == SATTN__BACKWARD) {
+        NEED(lse, has_q, "the backward needs the forward's lse");
+        NEED(dout, has_q, "seq_q > 0");
+        NEED(dq, has_q, "seq_q > 0");
+        NEED(dk, has_kv, "seq_kv > 0");
+        NEED(dv, has_kv, "seq_kv > 0");
+    }
+    (void)lse;
+
+    /* ---- resolved ---- */
+    prob->p = p;
+    prob->batch = p->batch;
+    prob->seq_q = p->seq_q;
+    prob->seq_kv = p->seq_kv;
+    prob->heads_q = p->heads_q;
+    prob->heads_kv = heads_kv;
+    prob->group = p->heads_q / heads_kv;
+    prob->head_dim = p->head_dim;
+    prob->head_dim_v = dv_dim;
+    prob->dtype = p->dtype;
+    prob->elem_size = p->dtype == SATTN_F32 ? 4 : 2;
+    for (int a = 0; a < 3; a++) {
+        prob->qs[a] = qs[a];
+        prob->ks[a] = ks[a];
+        prob->vs[a] = vs[a];
+        prob->os[a] = os[a];
+    }
+    prob->scale = p->scale != 0 ? p->scale : (float)(1.0 / sqrt((double)p->head_dim));
+    prob->softcap = p->softcap;
+    prob->dropout_p = p->dropout_p;
+    prob->dropout_scale = 1.0f / (1.0f - p->dropout_p);
+    prob->dropout_threshold = sattn__dropout_threshold(p->dropout_p);
+    prob->total_q = rows_q;
+    prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
+    return SATTN_OK;
+}
+
+void sattn__seq_info(const sattn__problem *prob, int64_t b, sattn__seq *s)
+{
+    const sattn_params *p = prob->p;
+    s->b = b;
+    if (p->cu_seqlens_q) {
+        s->q_row0 = p->cu_seqlens_q[b];
+        s->q_batch = 0;
+        s->rows_q = (int64_t)p->cu_seqlens_q[b + 1] - p->cu_seqlens_q[b];
+        s->lse_row0 = s->q_row0;
+        s->lse_hstride = prob->total_q;
+    } else {
+        s->q_row0 = 0;
+        s->q_batch = b;
+        s->rows_q = prob->seq_q;
+        s->lse_row0 = b * prob->heads_q * prob->seq_q;
+        s->lse_hstride = prob->seq_q;
+    }
+    if (p->cu_seqlens_kv) {
+        s->kv_row0 = p->cu_seqlens_kv[b];
+        s->kv_batch = 0;
+        s->rows_kv = (int64_t)p->cu_seqlens_kv[b + 1] - p->cu_seqlens_kv[b];
+    } else {
+        s->kv_row0 = 0;
+        s->kv_batch = b;
+        s->rows_kv = prob->seq_kv;
+    }
+    s->len_q = p->seqlens_q ? p->seqlens_q[b] : s->rows_q;
+    s->len_kv = p->seqlens_kv ? p->seqlens_kv[b] : s->rows_kv;
+}

@@ -1,0 +1,143 @@
+/* Internal declarations shared by the library's translation units.
+ *
+ * Data flow: sattn_forward / sattn_backward (forward.c, backward.c) call
+ * sattn__prepare (check.c) once, which validates every argument and resolves the
+ * params into a sattn__problem; they then pick the kernel table once
+ * (kernels/dispatch.c) and walk the tiles, calling sattn__tile_* (tile.c) for the
+ * score rules and the kernel table for the arithmetic.
+ */
+#ifndef SATTN_INTERNAL_H
+#define SATTN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sattn.h"
+
+/* Tile sizes: query rows and key rows per block. Per-thread scratch is
+   O((BQ + BK) * head_dim + BQ * BK) floats. */
+#define SATTN__BQ 64
+#define SATTN__BK 64
+
+/* Largest head_dim / head_dim_v accepted; keeps per-thread scratch bounded. */
+#define SATTN__MAX_HEAD_DIM 4096
+
+/* ---- errors (sattn.c) ---- */
+
+/* Records a printf-style message for sattn_last_error() and returns SATTN_ERR_INVALID. */
+sattn_status sattn__fail(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+sattn_status sattn__fail_nomem(size_t bytes);
+
+/* Threads the next parallel region uses (>= 1). */
+int sattn__threads(void);
+
+/* OpenMP when built with it; the pragmas vanish otherwise. */
+#ifdef _OPENMP
+#include <omp.h>
+#define SATTN__OMP(x) _Pragma(#x)
+static inline int sattn__thread_id(void) { return omp_get_thread_num(); }
+#else
+#define SATTN__OMP(x)
+static inline int sattn__thread_id(void) { return 0; }
+#endif
+
+/* Per-thread scratch carved from one allocation made before the parallel region:
+   thread t owns floats [t * per_thread, (t + 1) * per_thread), 64-byte aligned.
+   Returns NULL (and sets the NOMEM message) on failure. */
+float *sattn__scratch_alloc(size_t per_thread, int threads, size_t *stride);
+void sattn__scratch_free(float *scratch);
+
+/* ---- the resolved problem (check.c) ---- */
+
+typedef struct sattn__problem {
+    const sattn_params *p;
+    int64_t batch, seq_q, seq_kv, heads_q, heads_kv, group, head_dim, head_dim_v;
+    sattn_dtype dtype;
+    size_t elem_size;                       /* bytes of one stored element */
+    int64_t qs[3], ks[3], vs[3], os[3];     /* resolved (batch, seq, head) strides */
+    float scale;
+    float softcap;
+    float dropout_p;
+    float dropout_scale;                    /* 1 / (1 - dropout_p) */
+    uint32_t dropout_threshold;             /* kept iff (r >> 8) >= threshold (see philox.h) */
+    int64_t total_q;                        /* rows of the lse's seq axis */
+    int has_score_mods;                     /* softcap, alibi, bias or mask present */
+} sattn__problem;
+
+/* One sequence of the batch, resolved. Row i, head h of this sequence in q starts at
+   element q_batch * qs[0] + (q_row0 + i) * qs[1] + h * qs[2]; likewise for k, v. */
+typedef struct sattn__seq {
+    int64_t b;
+    int64_t len_q, len_kv;     /* valid query / key rows */
+    int64_t rows_q, rows_kv;   /* rows this sequence owns in the tensors (>= len) */
+    int64_t q_row0, kv_row0;   /* first row on the seq axis (cu_seqlens) or 0 */
+    int64_t q_batch, kv_batch; /* index on the batch axis: b, or 0 with cu_seqlens */
+    int64_t lse_row0;          /* lse[h * lse_hstride + lse_row0 + i] */
+    int64_t lse_hstride;
+} sattn__seq;
+
+enum { SATTN__FORWARD = 0, SATTN__BACKWARD = 1 };
+
+/* Validates every argument of a forward (which = SATTN__FORWARD) or backward call and
+   fills *prob. Returns SATTN_OK or SATTN_ERR_INVALID with the message set. */
+sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int which,
+                            const void *q, const void *k, const void *v, const void *out,
+                            const float *lse, const void *dout,
+                            const void *dq, const void *dk, const void *dv);
+
+void sattn__seq_info(const sattn__problem *prob, int64_t b, sattn__seq *s);
+
+/* Element offset of row i, head h of sequence s in a q/out-like (q_side) or k/v-like tensor. */
+static inline int64_t sattn__q_elem(const sattn__seq *s, const int64_t st[3], int64_t i, int64_t h)
+{
+    return s->q_batch * st[0] + (s->q_row0 + i) * st[1] + h * st[2];
+}
+static inline int64_t sattn__kv_elem(const sattn__seq *s, const int64_t st[3], int64_t j, int64_t h)
+{
+    return s->kv_batch * st[0] + (s->kv_row0 + j) * st[1] + h * st[2];
+}
+
+/* ---- tiles: the score rules (tile.c) ---- */
+
+/* Key range [lo, hi) that query row i may see under the causal and window rules
+   (hi <= lo means none), clipped to [0, len_kv). */
+void sattn__row_range(const sattn__problem *prob, const sattn__seq *s, int64_t i,
+                      int64_t *lo, int64_t *hi);
+
+/* Query blocks x key blocks: which part of the tile the causal/window rules leave. */
+typedef enum { SATTN__TILE_EMPTY = 0, SATTN__TILE_PARTIAL = 1, SATTN__TILE_FULL = 2 } sattn__tile_kind;
+sattn__tile_kind sattn__tile_classify(const sattn__problem *prob, const sattn__seq *s,
+                                      int64_t i0, int64_t mq, int64_t j0, int64_t nk);
+
+/* Applies softcap, ALiBi, bias and every mask to the scaled scores S[mq][nk] (row
+   stride lds) of rows i0.., keys j0.. of head h; masked scores become -INFINITY.
+   If tanh_out is not NULL (backward with softcap) it receives tanh(s / softcap). */
+void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t h,
+                        int64_t i0, int mq, int64_t j0, int nk, sattn__tile_kind kind,
+                        float *S, int lds, float *tanh_out);
+
+/* Z[mq][nk] = dropout_scale where kept, 0 where dropped. */
+void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_t h,
+                         int64_t i0, int mq, int64_t j0, int nk, float *Z, int ldz);
+
+/* ---- storage: strided rows of f32/f16/bf16 <-> contiguous f32 tiles (tile.c) ---- */
+
+/* dst[r][c] = scale * src[r * row_stride + c] for r < rows, c < cols. */
+void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                      sattn_dtype dtype, float scale);
+/* dst[r * row_stride + c] = scale * src[r][c], rounded to dtype. */
+void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,
+                       sattn_dtype dtype, float scale);
+/* dst[r * row_stride + c] = 0 for r < rows, c < cols. */
+void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype);
+
+static inline const char *sattn__at(const void *base, int64_t elem, size_t elem_size)
+{
+    return (const char *)base + elem * (int64_t)elem_size;
+}
+
+#endif /* SATTN_INTERNAL_H */

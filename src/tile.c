@@ -1,0 +1,167 @@
+/* The score rules of one tile (causal, window, padding, softcap, ALiBi, bias, mask,
+ * dropout) and the strided storage <-> f32 tile moves. Shared by forward and backward,
+ * so both see exactly the same scores. */
+#include <math.h>
+#include <string.h>
+
+#include "convert.h"
+#include "philox.h"
+#include "sattn_internal.h"
+
+/* ---- causal and window rules ---- */
+
+void sattn__row_range(const sattn__problem *prob, const sattn__seq *s, int64_t i,
+                      int64_t *lo, int64_t *hi)
+{
+    const sattn_params *p = prob->p;
+    int64_t d = i + s->len_kv - s->len_q; /* the bottom-right aligned diagonal */
+    int64_t a = 0, e = s->len_kv;         /* [a, e) */
+    if (p->causal == SATTN_CAUSAL_TOP_LEFT && i + 1 < e) e = i + 1;
+    if (p->causal == SATTN_CAUSAL_BOTTOM_RIGHT && d + 1 < e) e = d + 1;
+    if (p->window_left > 0 && d - p->window_left > a) a = d - p->window_left;
+    if (p->window_right > 0 && d + p->window_right + 1 < e) e = d + p->window_right + 1;
+    if (e < a) e = a;
+    *lo = a;
+    *hi = e;
+}
+
+/* Both ends of the row range are non-decreasing in i, so a block's rows see the union
+   [lo(first), hi(last)) and all of them see [lo(last), hi(first)). */
+sattn__tile_kind sattn__tile_classify(const sattn__problem *prob, const sattn__seq *s,
+                                      int64_t i0, int64_t mq, int64_t j0, int64_t nk)
+{
+    int64_t lo0, hi0, lo1, hi1;
+    sattn__row_range(prob, s, i0, &lo0, &hi0);
+    sattn__row_range(prob, s, i0 + mq - 1, &lo1, &hi1);
+    int64_t j1 = j0 + nk;
+    /* rows with an empty range (hi <= lo) may sit at the top; the union still bounds them */
+    if (j1 <= lo0 || j0 >= hi1 || hi1 <= lo0) return SATTN__TILE_EMPTY;
+    if (j0 >= lo1 && j1 <= hi0) return SATTN__TILE_FULL;
+    return SATTN__TILE_PARTIAL;
+}
+
+/* ---- scores ---- */
+
+void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t h,
+                        int64_t i0, int mq, int64_t j0, int nk, sattn__tile_kind kind,
+                        float *S, int lds, float *tanh_out)
+{
+    const sattn_params *p = prob->p;
+    const float cap = prob->softcap;
+    const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+    const int64_t b = s->b;
+    for (int r = 0; r < mq; r++) {
+        int64_t i = i0 + r;
+        float *row = S + (int64_t)r * lds;
+        if (cap > 0) {
+            float *t = tanh_out + (int64_t)r * lds;
+            for (int c = 0; c < nk; c++) {
+                t[c] = tanhf(row[c] / cap);
+                row[c] = cap * t[c];
+            }
+        }
+        if (p->alibi_slopes) {
+            int64_t d = i + s->len_kv - s->len_q;
+            for (int c = 0; c < nk; c++) {
+                int64_t dist = d - (j0 + c);
+                row[c] -= slope * (float)(dist < 0 ? -dist : dist);
+            }
+        }
+        if (p->bias) {
+            const float *br = p->bias + b * p->bias_stride[0] + h * p->bias_stride[1] +
+                              i * p->bias_stride[2] + j0 * p->bias_stride[3];
+            int64_t bs = p->bias_stride[3];
+            for (int c = 0; c < nk; c++) {
+                float bv = br[c * bs];
+                /* -inf masks even a NaN score (from NaN stored in a masked key) */
+                row[c] = bv == -INFINITY ? -INFINITY : row[c] + bv;
+            }
+        }
+        if (p->mask) {
+            const uint8_t *mr = p->mask + b * p->mask_stride[0] + h * p->mask_stride[1] +
+                                i * p->mask_stride[2] + j0 * p->mask_stride[3];
+            int64_t ms = p->mask_stride[3];
+            for (int c = 0; c < nk; c++)
+                if (!mr[c * ms]) row[c] = -INFINITY;
+        }
+        if (kind == SATTN__TILE_PARTIAL) {
+            int64_t lo, hi;
+            sattn__row_range(prob, s, i, &lo, &hi);
+            for (int c = 0; c < nk; c++) {
+                int64_t j = j0 + c;
+                if (j < lo || j >= hi) row[c] = -INFINITY;
+            }
+        }
+    }
+}
+
+/* ---- dropout ---- */
+
+void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_t h,
+                         int64_t i0, int mq, int64_t j0, int nk, float *Z, int ldz)
+{
+    const uint64_t seed = prob->p->seed;
+    const uint32_t thr = prob->dropout_threshold;
+    const float keep = prob->dropout_scale;
+    for (int r = 0; r < mq; r++) {
+        float *z = Z + (int64_t)r * ldz;
+        uint32_t ctr[4] = {0, (uint32_t)(i0 + r), (uint32_t)h, (uint32_t)s->b};
+        uint32_t rnd[4];
+        int64_t have = -1; /* the j >> 2 that rnd holds */
+        for (int c = 0; c < nk; c++) {
+            int64_t j = j0 + c;
+            if ((j >> 2) != have) {
+                have = j >> 2;
+                ctr[0] = (uint32_t)have;
+                sattn__philox4x32_10(ctr, seed, rnd);
+            }
+            z[c] = (rnd[j & 3] >> 8) >= thr ? keep : 0.0f;
+        }
+    }
+}
+
+/* ---- storage ---- */
+
+void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                      sattn_dtype dtype, float scale)
+{
+    for (int r = 0; r < rows; r++) {
+        float *d = dst + (int64_t)r * ld;
+        if (dtype == SATTN_F32) {
+            const float *s = (const float *)src + r * row_stride;
+            if (scale == 1.0f) memcpy(d, s, (size_t)cols * sizeof(float));
+            else for (int c = 0; c < cols; c++) d[c] = scale * s[c];
+        } else {
+            const uint16_t *s = (const uint16_t *)src + r * row_stride;
+            if (dtype == SATTN_F16)
+                for (int c = 0; c < cols; c++) d[c] = scale * sattn__f16_to_f32(s[c]);
+            else
+                for (int c = 0; c < cols; c++) d[c] = scale * sattn__bf16_to_f32(s[c]);
+        }
+    }
+}
+
+void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,
+                       sattn_dtype dtype, float scale)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *s = src + (int64_t)r * ld;
+        if (dtype == SATTN_F32) {
+            float *d = (float *)dst + r * row_stride;
+            for (int c = 0; c < cols; c++) d[c] = scale * s[c];
+        } else {
+            uint16_t *d = (uint16_t *)dst + r * row_stride;
+            if (dtype == SATTN_F16)
+                for (int c = 0; c < cols; c++) d[c] = sattn__f32_to_f16(scale * s[c]);
+            else
+                for (int c = 0; c < cols; c++) d[c] = sattn__f32_to_bf16(scale * s[c]);
+        }
+    }
+}
+
+void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype)
+{
+    size_t es = dtype == SATTN_F32 ? 4 : 2; /* +0.0 is all-zero bits in every dtype */
+    for (int r = 0; r < rows; r++)
+        memset((char *)dst + r * row_stride * (int64_t)es, 0, (size_t)cols * es);
+}
