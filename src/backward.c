@@ -20,7 +20,9 @@
 
 typedef struct bwd_scratch {
     float *q, *dout, *dq;    /* (BQ, head_dim), (BQ, head_dim_v), (BQ, head_dim) */
-    float *k, *v, *dk, *dv;  /* (BK, head_dim), (BK, head_dim_v), (BK, head_dim), (BK, head_dim_v) */
+    float *kt, *vt;          /* (head_dim, BK), (head_dim_v, BK): the key block transposed */
+    float *k;                /* (BK, head_dim) the key block, for dQ */
+    float *dk, *dv;          /* (BK, head_dim), (BK, head_dim_v) */
     float *p;                /* (BQ, BK) probabilities */
     float *dp;               /* (BQ, BK) dP, then dS */
     float *pz;               /* (BQ, BK) P ∘ Z */
@@ -39,8 +41,8 @@ static float *carve(float **at, size_t n)
 static size_t bwd_scratch_floats(const sattn__problem *pr)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
-    return SATTN__BQ * (2 * d + dv) + SATTN__BK * (2 * d + 2 * dv) + 5 * SATTN__BQ * SATTN__BK +
-           2 * SATTN__BQ + 14 * 16;
+    return SATTN__BQ * (2 * d + dv) + SATTN__BK * (3 * d + 2 * dv) + 5 * SATTN__BQ * SATTN__BK +
+           2 * SATTN__BQ + 15 * 16;
 }
 
 static bwd_scratch bwd_scratch_carve(const sattn__problem *pr, float *base)
@@ -50,8 +52,9 @@ static bwd_scratch bwd_scratch_carve(const sattn__problem *pr, float *base)
     w.q = carve(&base, SATTN__BQ * d);
     w.dout = carve(&base, SATTN__BQ * dv);
     w.dq = carve(&base, SATTN__BQ * d);
+    w.kt = carve(&base, d * SATTN__BK);
+    w.vt = carve(&base, dv * SATTN__BK);
     w.k = carve(&base, SATTN__BK * d);
-    w.v = carve(&base, SATTN__BK * dv);
     w.dk = carve(&base, SATTN__BK * d);
     w.dv = carve(&base, SATTN__BK * dv);
     w.p = carve(&base, t);
@@ -82,11 +85,11 @@ static void tile_grad(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t
     const sattn__problem *pr = a->pr;
     const sattn__kernels *kt = a->kt;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, ld = SATTN__BK;
-    kt->gemm_nt(w->p, ld, w->q, d, w->k, d, mq, nk, d);
+    kt->gemm(w->p, ld, w->q, d, 1, w->kt, ld, mq, nk, d, 0, 0);                /* S = (scale Q)·Kᵀ */
     if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
         sattn__tile_scores(pr, s, h, i0, mq, j0, nk, kind, w->p, ld, w->t);
     kt->softmax_recompute(w->p, ld, mq, nk, w->lse);
-    kt->gemm_nt(w->dp, ld, w->dout, dv, w->v, dv, mq, nk, dv);
+    kt->gemm(w->dp, ld, w->dout, dv, 1, w->vt, ld, mq, nk, dv, 0, 0);          /* dP = dO·Vᵀ */
     if (pr->dropout_p > 0) {
         sattn__tile_dropout(pr, s, h, i0, mq, j0, nk, w->z, ld);
         for (int r = 0; r < mq; r++)
@@ -120,16 +123,19 @@ static void load_query_side(const bwd_args *a, const sattn__seq *s, int64_t h, i
     memcpy(w->dd, a->dsum + li, sizeof(float) * (size_t)mq);
 }
 
-static void load_key_side(const bwd_args *a, const sattn__seq *s, int64_t hk, int64_t j0, int nk,
-                          const bwd_scratch *w)
+/* Loads Kᵀ and Vᵀ of key rows j0.. of kv head hk, and K itself if want_k (returning 1
+   if K holds NaN or Inf). */
+static int load_key_side(const bwd_args *a, const sattn__seq *s, int64_t hk, int64_t j0, int nk,
+                         int want_k, const bwd_scratch *w)
 {
     const sattn__problem *pr = a->pr;
     const size_t es = pr->elem_size;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
-    sattn__load_rows(w->k, d, sattn__at(a->k, sattn__kv_elem(s, pr->ks, j0, hk), es), pr->ks[1],
-                     nk, d, pr->dtype, 1.0f);
-    sattn__load_rows(w->v, dv, sattn__at(a->v, sattn__kv_elem(s, pr->vs, j0, hk), es), pr->vs[1],
-                     nk, dv, pr->dtype, 1.0f);
+    const void *k = sattn__at(a->k, sattn__kv_elem(s, pr->ks, j0, hk), es);
+    sattn__load_rows_t(w->kt, SATTN__BK, k, pr->ks[1], nk, d, pr->dtype);
+    sattn__load_rows_t(w->vt, SATTN__BK, sattn__at(a->v, sattn__kv_elem(s, pr->vs, j0, hk), es),
+                       pr->vs[1], nk, dv, pr->dtype);
+    return want_k ? sattn__load_rows(w->k, d, k, pr->ks[1], nk, d, pr->dtype, 1.0f) : 0;
 }
 
 static int clamp_rows(int64_t len, int64_t i0, int rows)
@@ -181,12 +187,13 @@ static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64
                 int mq = clamp_rows(s->len_q, i0, SATTN__BQ);
                 sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
                 if (kind == SATTN__TILE_EMPTY) continue;
-                if (!loaded) load_key_side(a, s, hk, j0, nk, w), loaded = 1;
+                if (!loaded) load_key_side(a, s, hk, j0, nk, 0, w), loaded = 1;
                 load_query_side(a, s, h, i0, mq, w);
                 tile_grad(a, s, h, i0, mq, j0, nk, kind, w);
                 const float *pz = pr->dropout_p > 0 ? w->pz : w->p;
-                kt->gemm_tn_acc(w->dv, dv, pz, SATTN__BK, w->dout, dv, nk, dv, mq);
-                kt->gemm_tn_acc(w->dk, d, w->dp, SATTN__BK, w->q, d, nk, d, mq);
+                /* dV += (P∘Z)ᵀ·dO, dK += dSᵀ·(scale Q): A transposed through its strides */
+                kt->gemm(w->dv, dv, pz, 1, SATTN__BK, w->dout, dv, nk, dv, mq, 1, 0);
+                kt->gemm(w->dk, d, w->dp, 1, SATTN__BK, w->q, d, nk, d, mq, 1, 0);
             }
         sattn__store_rows(dk, pr->ks[1], w->dk, d, nk, d, pr->dtype, 1.0f);
         sattn__store_rows(dvp, pr->vs[1], w->dv, dv, nk, dv, pr->dtype, 1.0f);
@@ -219,9 +226,10 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
             int nk = clamp_rows(s->len_kv, j0, SATTN__BK);
             sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
-            load_key_side(a, s, h / pr->group, j0, nk, w);
+            int k_bad = load_key_side(a, s, h / pr->group, j0, nk, 1, w);
             tile_grad(a, s, h, i0, mq, j0, nk, kind, w);
-            kt->gemm_nn_acc(w->dq, d, w->dp, SATTN__BK, w->k, d, mq, d, nk);
+            /* dQ += dS·K; NaN or Inf in K needs the exact form */
+            kt->gemm(w->dq, d, w->dp, SATTN__BK, 1, w->k, d, mq, d, nk, 1, k_bad);
         }
         sattn__store_rows(dq, pr->qs[1], w->dq, d, mq, d, pr->dtype, pr->scale);
     }

@@ -10,7 +10,7 @@
 /* Per-thread scratch, in floats. */
 typedef struct fwd_scratch {
     float *q;   /* (BQ, head_dim)   the query block, pre-multiplied by scale */
-    float *k;   /* (BK, head_dim)   one key block */
+    float *kt;  /* (head_dim, BK)   one key block, transposed */
     float *v;   /* (BK, head_dim_v) one value block */
     float *s;   /* (BQ, BK)         scores, then probabilities */
     float *z;   /* (BQ, BK)         dropout keep factors */
@@ -22,7 +22,7 @@ typedef struct fwd_scratch {
 static size_t fwd_scratch_floats(const sattn__problem *pr)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
-    return SATTN__BQ * d + SATTN__BK * d + SATTN__BK * dv + 2 * SATTN__BQ * SATTN__BK +
+    return SATTN__BQ * d + d * SATTN__BK + SATTN__BK * dv + 2 * SATTN__BQ * SATTN__BK +
            SATTN__BQ * dv + 2 * SATTN__BQ + 8 * 16; /* 16-float alignment slack per piece */
 }
 
@@ -38,7 +38,7 @@ static fwd_scratch fwd_scratch_carve(const sattn__problem *pr, float *base)
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
     fwd_scratch w;
     w.q = carve(&base, SATTN__BQ * d);
-    w.k = carve(&base, SATTN__BK * d);
+    w.kt = carve(&base, d * SATTN__BK);
     w.v = carve(&base, SATTN__BK * dv);
     w.s = carve(&base, SATTN__BQ * SATTN__BK);
     w.z = carve(&base, SATTN__BQ * SATTN__BK);
@@ -72,11 +72,12 @@ static void forward_block(const sattn__problem *pr, const sattn__kernels *kt, co
             int nk = (int)(s->len_kv - j0 < SATTN__BK ? s->len_kv - j0 : SATTN__BK);
             sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mv, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
-            sattn__load_rows(w->k, d, sattn__at(k, sattn__kv_elem(s, pr->ks, j0, hk), es),
-                             pr->ks[1], nk, d, pr->dtype, 1.0f);
-            sattn__load_rows(w->v, dv, sattn__at(v, sattn__kv_elem(s, pr->vs, j0, hk), es),
-                             pr->vs[1], nk, dv, pr->dtype, 1.0f);
-            kt->gemm_nt(w->s, SATTN__BK, w->q, d, w->k, d, mv, nk, d);
+            sattn__load_rows_t(w->kt, SATTN__BK, sattn__at(k, sattn__kv_elem(s, pr->ks, j0, hk), es),
+                               pr->ks[1], nk, d, pr->dtype);
+            int v_bad = sattn__load_rows(w->v, dv, sattn__at(v, sattn__kv_elem(s, pr->vs, j0, hk), es),
+                                         pr->vs[1], nk, dv, pr->dtype, 1.0f);
+            /* S = (scale Q) · Kᵀ */
+            kt->gemm(w->s, SATTN__BK, w->q, d, 1, w->kt, SATTN__BK, mv, nk, d, 0, 0);
             if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
                 sattn__tile_scores(pr, s, h, i0, mv, j0, nk, kind, w->s, SATTN__BK, NULL);
             kt->softmax_online(w->s, SATTN__BK, mv, nk, w->mx, w->sum, w->o, dv, dv);
@@ -85,7 +86,8 @@ static void forward_block(const sattn__problem *pr, const sattn__kernels *kt, co
                 for (int r = 0; r < mv; r++)
                     for (int c = 0; c < nk; c++) w->s[r * SATTN__BK + c] *= w->z[r * SATTN__BK + c];
             }
-            kt->gemm_nn_acc(w->o, dv, w->s, SATTN__BK, w->v, dv, mv, dv, nk);
+            /* O += P · V; NaN or Inf in V (masked keys may hold any bits) needs the exact form */
+            kt->gemm(w->o, dv, w->s, SATTN__BK, 1, w->v, dv, mv, dv, nk, 1, v_bad);
         }
     }
 

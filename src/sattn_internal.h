@@ -126,9 +126,13 @@ void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_
 
 /* ---- storage: strided rows of f32/f16/bf16 <-> contiguous f32 tiles (tile.c) ---- */
 
-/* dst[r][c] = scale * src[r * row_stride + c] for r < rows, c < cols. */
-void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
-                      sattn_dtype dtype, float scale);
+/* dst[r][c] = scale * src[r * row_stride + c] for r < rows, c < cols.
+   Returns 1 if any loaded value is NaN or Inf, else 0. */
+int sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                     sattn_dtype dtype, float scale);
+/* The transpose: dst[c][r] = src[r * row_stride + c] (row stride of dst: ld). */
+void sattn__load_rows_t(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                        sattn_dtype dtype);
 /* dst[r * row_stride + c] = scale * src[r][c], rounded to dtype. */
 void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,
                        sattn_dtype dtype, float scale);

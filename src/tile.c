@@ -122,9 +122,21 @@ void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_
 
 /* ---- storage ---- */
 
-void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
-                      sattn_dtype dtype, float scale)
+/* 1 if any of the n floats is NaN or Inf (all exponent bits set). */
+static int any_nonfinite(const float *x, int n)
 {
+    uint32_t bad = 0;
+    for (int c = 0; c < n; c++) {
+        uint32_t u = sattn__f32_bits(x[c]);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad != 0;
+}
+
+int sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                     sattn_dtype dtype, float scale)
+{
+    int bad = 0;
     for (int r = 0; r < rows; r++) {
         float *d = dst + (int64_t)r * ld;
         if (dtype == SATTN_F32) {
@@ -137,6 +149,25 @@ void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, i
                 for (int c = 0; c < cols; c++) d[c] = scale * sattn__f16_to_f32(s[c]);
             else
                 for (int c = 0; c < cols; c++) d[c] = scale * sattn__bf16_to_f32(s[c]);
+        }
+        bad |= any_nonfinite(d, cols);
+    }
+    return bad;
+}
+
+void sattn__load_rows_t(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                        sattn_dtype dtype)
+{
+    for (int r = 0; r < rows; r++) {
+        if (dtype == SATTN_F32) {
+            const float *s = (const float *)src + r * row_stride;
+            for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = s[c];
+        } else {
+            const uint16_t *s = (const uint16_t *)src + r * row_stride;
+            if (dtype == SATTN_F16)
+                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__f16_to_f32(s[c]);
+            else
+                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__bf16_to_f32(s[c]);
         }
     }
 }

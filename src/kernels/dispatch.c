@@ -1,14 +1,52 @@
-/* Chooses the kernel table once per process. */
+/* Chooses the kernel table once per process: the best this CPU runs, or the one the
+ * environment variable SATTN_ISA names (generic, avx2, avx512) if the CPU runs it. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
 
+typedef struct isa_entry {
+    const char *name;
+    const sattn__kernels *table;
+    int (*runs)(void);
+} isa_entry;
+
+#if defined(SATTN_HAVE_X86_KERNELS)
+/* __builtin_cpu_supports also checks that the OS saves the wide registers. */
+static int runs_avx512(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); }
+static int runs_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+static int runs_generic(void) { return 1; }
+
+/* best first */
+static const isa_entry isas[] = {
+#if defined(SATTN_HAVE_X86_KERNELS)
+    {"avx512", &sattn__kernels_avx512, runs_avx512},
+    {"avx2", &sattn__kernels_avx2, runs_avx2},
+#endif
+    {"generic", &sattn__kernels_generic, runs_generic},
+};
+#define NISA (sizeof isas / sizeof isas[0])
+
 static const sattn__kernels *choose(void)
 {
     const char *want = getenv("SATTN_ISA");
-    (void)want; /* only the generic kernels are built so far */
+    if (want && *want) {
+        for (size_t i = 0; i < NISA; i++)
+            if (strcmp(want, isas[i].name) == 0) {
+                if (isas[i].runs()) return isas[i].table;
+                fprintf(stderr, "sattn: SATTN_ISA=%s: this CPU does not run it; using the best it runs\n", want);
+                break;
+            }
+        int known = 0;
+        for (size_t i = 0; i < NISA; i++) known |= strcmp(want, isas[i].name) == 0;
+        if (!known)
+            fprintf(stderr, "sattn: SATTN_ISA=%s is not a kernel set of this build; using the best this CPU runs\n", want);
+    }
+    for (size_t i = 0; i < NISA; i++)
+        if (isas[i].runs()) return isas[i].table;
     return &sattn__kernels_generic;
 }
 

@@ -1,52 +1,33 @@
 /* Generic C kernels: the portable fallback and the reference the SIMD variants are
  * tested against. Written so that compilers vectorize the inner loops without
- * reassociating float sums (fixed partial-sum lanes instead of -ffast-math). */
+ * reassociating float sums. */
 #include <math.h>
+#include <stdint.h>
 
 #include "kernels.h"
 
 /* ---- tile products ---- */
-
-static float dot(const float *a, const float *b, int k)
-{
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int c = 0;
-    for (; c + 8 <= k; c += 8)
-        for (int u = 0; u < 8; u++) acc[u] += a[c + u] * b[c + u];
-    for (int u = 0; c < k; c++, u++) acc[u] += a[c] * b[c];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                    int m, int n, int k)
-{
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) C[i * ldc + j] = dot(A + i * lda, B + j * ldb, k);
-}
 
 static void axpy(float *y, float a, const float *x, int n)
 {
     for (int c = 0; c < n; c++) y[c] += a * x[c];
 }
 
-static void gemm_nn_acc(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                        int m, int n, int k)
+/* Row r of C gathers a·B[kk] row by row: the inner loop vectorizes, and a zero a is
+   skipped, which is what the exact rule asks. */
+void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, const float *B,
+                         int ldb, int m, int n, int k, int accumulate, int exact)
 {
-    for (int i = 0; i < m; i++)
+    (void)exact; /* always exact */
+    for (int r = 0; r < m; r++) {
+        float *c = C + (int64_t)r * ldc;
+        if (!accumulate)
+            for (int j = 0; j < n; j++) c[j] = 0.0f;
         for (int kk = 0; kk < k; kk++) {
-            float a = A[i * lda + kk];
-            if (a != 0.0f) axpy(C + i * ldc, a, B + kk * ldb, n);
+            float a = A[(int64_t)r * ars + (int64_t)kk * acs];
+            if (a != 0.0f) axpy(c, a, B + (int64_t)kk * ldb, n);
         }
-}
-
-static void gemm_tn_acc(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                        int m, int n, int k)
-{
-    for (int kk = 0; kk < k; kk++)
-        for (int i = 0; i < m; i++) {
-            float a = A[kk * lda + i];
-            if (a != 0.0f) axpy(C + i * ldc, a, B + kk * ldb, n);
-        }
+    }
 }
 
 /* ---- softmax ---- */
@@ -99,9 +80,7 @@ static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, in
 
 const sattn__kernels sattn__kernels_generic = {
     .name = "generic",
-    .gemm_nt = gemm_nt,
-    .gemm_nn_acc = gemm_nn_acc,
-    .gemm_tn_acc = gemm_tn_acc,
+    .gemm = sattn__gemm_generic,
     .softmax_online = softmax_online,
     .softmax_recompute = softmax_recompute,
     .softmax_grad = softmax_grad,

@@ -1,24 +1,27 @@
 /* The kernel table: every piece of tile arithmetic, once per ISA. One table is chosen
- * at run time (dispatch.c) and used for the whole call. Tiles are row-major f32 with
- * explicit leading dimensions; m <= SATTN__BQ, n <= SATTN__BK (or the reverse for the
- * transposed products), k <= SATTN__MAX_HEAD_DIM. */
+ * at run time (dispatch.c) and used for the whole call. Tiles are f32; the callers
+ * pack K, V (and their transposes) so that every product has the one shape below. */
 #ifndef SATTN_KERNELS_H
 #define SATTN_KERNELS_H
+
+#include <stdint.h>
 
 typedef struct sattn__kernels {
     const char *name;
 
-    /* C[m][n] = sum_k A[m][k] * B[n][k]          (S = Q·Kᵀ, dP = dO·Vᵀ) */
-    void (*gemm_nt)(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                    int m, int n, int k);
-    /* C[m][n] += sum_k A[m][k] * B[k][n]         (O += P·V, dQ += dS·K)
-       A[m][k] == 0 contributes nothing, even where B[k] holds NaN or Inf: that is how
-       values stored in masked keys stay out of the output. */
-    void (*gemm_nn_acc)(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                        int m, int n, int k);
-    /* C[m][n] += sum_k A[k][m] * B[k][n]         (dV += Pᵀ·dO, dK += dSᵀ·Q); same zero rule. */
-    void (*gemm_tn_acc)(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
-                        int m, int n, int k);
+    /* C[m][n] = (accumulate ? C[m][n] : 0) + sum_k A(r, kk) * B[kk][n]
+         A(r, kk) = A[r * ars + kk * acs]   (so Aᵀ is A with the strides swapped)
+         B        row-major, row stride ldb
+       Every product of the forward and backward has this shape:
+         S = Q·Kᵀ      A = Q (ars = d, acs = 1),   B = Kᵀ packed [d][nk]
+         O += P·V      A = P,                      B = V [nk][dv]
+         dV += Pᵀ·dO   A = P (ars = 1, acs = ld),  B = dO [mq][dv]
+         dP = dO·Vᵀ    A = dO,                     B = Vᵀ packed [dv][nk]
+         dK += dSᵀ·Q,  dQ += dS·K  likewise.
+       exact: B may hold NaN or Inf (stored in masked keys or values); then an A entry
+       equal to 0 must contribute exactly nothing, as the math of a masked key says. */
+    void (*gemm)(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
+                 int m, int n, int k, int accumulate, int exact);
 
     /* Online softmax over one key block, row by row:
          mx' = max(mx, max_c S[r][c]);  alpha = exp(mx - mx')
@@ -39,5 +42,11 @@ typedef struct sattn__kernels {
 const sattn__kernels *sattn__kernels_get(void);
 
 extern const sattn__kernels sattn__kernels_generic;
+extern const sattn__kernels sattn__kernels_avx2;
+extern const sattn__kernels sattn__kernels_avx512;
+
+/* The generic gemm, for the exact case of the SIMD tables. */
+void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, const float *B,
+                         int ldb, int m, int n, int k, int accumulate, int exact);
 
 #endif

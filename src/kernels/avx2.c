@@ -1,0 +1,198 @@
+/* AVX2 + FMA kernels (this file alone is compiled with -mavx2 -mfma).
+ *
+ * gemm: a micro-kernel of up to 6 rows x 16 columns of C (12 ymm accumulators, 2
+ * vectors of B and one broadcast per step: 15 of the 16 registers). exp: the same
+ * Cephes polynomial as the AVX-512 file, with 2^n built in the exponent field;
+ * arguments below -87.3 (results below the smallest normal float) give 0. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* ---- vector exp ---- */
+
+ALWAYS_INLINE __m256 exp256(__m256 x)
+{
+    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ); /* also -inf */
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* n in [-126, 128]: 2^n as (n + 127) << 23, split in two factors so n = 128 fits */
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
+    p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    return _mm256_andnot_ps(tiny, p);
+}
+
+static inline __m256i tail_mask(int n) /* lanes < n set */
+{
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n < 8 ? n : 8), idx);
+}
+
+static inline float hmax(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- gemm ---- */
+
+ALWAYS_INLINE void micro(const int R, const int P, float *C, int ldc, const float *A, int ars,
+                         int acs, const float *B, int ldb, int k, int accumulate, __m256i last)
+{
+    __m256 acc[6][2];
+    const __m256i full = _mm256_set1_epi32(-1);
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++)
+            acc[r][p] = accumulate ? _mm256_maskload_ps(C + (int64_t)r * ldc + 8 * p, p == P - 1 ? last : full)
+                                   : _mm256_setzero_ps();
+    for (int kk = 0; kk < k; kk++) {
+        const float *b = B + (int64_t)kk * ldb;
+        __m256 bv[2];
+        for (int p = 0; p < P; p++) bv[p] = _mm256_maskload_ps(b + 8 * p, p == P - 1 ? last : full);
+        const float *a = A + (int64_t)kk * acs;
+        for (int r = 0; r < R; r++) {
+            __m256 av = _mm256_broadcast_ss(a + (int64_t)r * ars);
+            for (int p = 0; p < P; p++) acc[r][p] = _mm256_fmadd_ps(av, bv[p], acc[r][p]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++)
+            _mm256_maskstore_ps(C + (int64_t)r * ldc + 8 * p, p == P - 1 ? last : full, acc[r][p]);
+}
+
+#define MICRO(R, P) \
+    case (R) * 2 + (P) - 1: micro(R, P, c, ldc, a, ars, acs, b, ldb, k, accumulate, last); break;
+
+static void gemm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
+                 int m, int n, int k, int accumulate, int exact)
+{
+    if (exact) {
+        sattn__gemm_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, exact);
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += 16) {
+        int nn = n - j0 < 16 ? n - j0 : 16;
+        int P = (nn + 7) / 8;
+        __m256i last = tail_mask(nn - 8 * (P - 1));
+        for (int r0 = 0; r0 < m; r0 += 6) {
+            int R = m - r0 < 6 ? m - r0 : 6;
+            float *c = C + (int64_t)r0 * ldc + j0;
+            const float *a = A + (int64_t)r0 * ars;
+            const float *b = B + j0;
+            switch (R * 2 + P - 1) {
+                MICRO(1, 1) MICRO(1, 2) MICRO(2, 1) MICRO(2, 2) MICRO(3, 1) MICRO(3, 2)
+                MICRO(4, 1) MICRO(4, 2) MICRO(5, 1) MICRO(5, 2) MICRO(6, 1) MICRO(6, 2)
+            }
+        }
+    }
+}
+
+/* ---- softmax ---- */
+
+static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
+                           float *O, int ldo, int dv)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int r = 0; r < m; r++) {
+        float *s = S + (int64_t)r * lds;
+        __m256 vmax = ninf;
+        for (int c = 0; c < n; c += 8) {
+            __m256i t = tail_mask(n - c);
+            __m256 x = _mm256_blendv_ps(ninf, _mm256_maskload_ps(s + c, t), _mm256_castsi256_ps(t));
+            vmax = _mm256_max_ps(vmax, x);
+        }
+        float bmax = hmax(vmax);
+        float mnew = bmax > mx[r] ? bmax : mx[r];
+        if (mnew == -INFINITY) {
+            for (int c = 0; c < n; c += 8) _mm256_maskstore_ps(s + c, tail_mask(n - c), _mm256_setzero_ps());
+            continue;
+        }
+        float alpha = expf(mx[r] - mnew);
+        __m256 vm = _mm256_set1_ps(mnew), vsum = _mm256_setzero_ps();
+        for (int c = 0; c < n; c += 8) {
+            __m256i t = tail_mask(n - c);
+            __m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(s + c, t), vm));
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(t));
+            _mm256_maskstore_ps(s + c, t, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        if (alpha != 1.0f) {
+            __m256 va = _mm256_set1_ps(alpha);
+            float *o = O + (int64_t)r * ldo;
+            for (int c = 0; c < dv; c += 8) {
+                __m256i t = tail_mask(dv - c);
+                _mm256_maskstore_ps(o + c, t, _mm256_mul_ps(va, _mm256_maskload_ps(o + c, t)));
+            }
+        }
+        sum[r] = sum[r] * alpha + hsum(vsum);
+        mx[r] = mnew;
+    }
+}
+
+static void softmax_recompute(float *S, int lds, int m, int n, const float *lse)
+{
+    for (int r = 0; r < m; r++) {
+        float *s = S + (int64_t)r * lds;
+        if (lse[r] == -INFINITY) {
+            for (int c = 0; c < n; c += 8) _mm256_maskstore_ps(s + c, tail_mask(n - c), _mm256_setzero_ps());
+            continue;
+        }
+        __m256 vl = _mm256_set1_ps(lse[r]);
+        for (int c = 0; c < n; c += 8) {
+            __m256i t = tail_mask(n - c);
+            _mm256_maskstore_ps(s + c, t, exp256(_mm256_sub_ps(_mm256_maskload_ps(s + c, t), vl)));
+        }
+    }
+}
+
+static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, int n,
+                         const float *D)
+{
+    for (int r = 0; r < m; r++) {
+        float *g = dP + (int64_t)r * lddp;
+        const float *pr = P + (int64_t)r * ldp;
+        __m256 vd = _mm256_set1_ps(D[r]);
+        for (int c = 0; c < n; c += 8) {
+            __m256i t = tail_mask(n - c);
+            __m256 pv = _mm256_maskload_ps(pr + c, t);
+            __m256 ds = _mm256_mul_ps(pv, _mm256_sub_ps(_mm256_maskload_ps(g + c, t), vd));
+            __m256 nz = _mm256_cmp_ps(pv, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+            _mm256_maskstore_ps(g + c, t, _mm256_and_ps(ds, nz));
+        }
+    }
+}
+
+const sattn__kernels sattn__kernels_avx2 = {
+    .name = "avx2",
+    .gemm = gemm,
+    .softmax_online = softmax_online,
+    .softmax_recompute = softmax_recompute,
+    .softmax_grad = softmax_grad,
+};

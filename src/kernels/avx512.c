@@ -1,0 +1,174 @@
+/* AVX-512F kernels (this file alone is compiled with -mavx512f -mfma).
+ *
+ * gemm: a register-blocked micro-kernel of up to 6 rows x 64 columns of C: 24 zmm
+ * accumulators; each step over k loads 4 vectors of a row of B and broadcasts 6
+ * entries of A, for 24 FMAs. exp: Cephes' polynomial on the reduced argument,
+ * scaled by 2^n with vscalefps (which also handles underflow to 0). */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* ---- vector exp ---- */
+
+ALWAYS_INLINE __m512 exp512(__m512 x)
+{
+    /* exp(-104) < 2^-150 rounds to 0: clamping there maps -inf to exactly 0 */
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
+
+/* ---- gemm ---- */
+
+/* C[R][16P] (+)= A(R x k) · B(k x 16P); the last vector of each row is masked by last. */
+ALWAYS_INLINE void micro(const int R, const int P, float *C, int ldc, const float *A, int ars,
+                         int acs, const float *B, int ldb, int k, int accumulate, __mmask16 last)
+{
+    __m512 acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++)
+            acc[r][p] = accumulate ? _mm512_maskz_loadu_ps(p == P - 1 ? last : 0xffff,
+                                                           C + (int64_t)r * ldc + 16 * p)
+                                   : _mm512_setzero_ps();
+    for (int kk = 0; kk < k; kk++) {
+        const float *b = B + (int64_t)kk * ldb;
+        __m512 bv[4];
+        for (int p = 0; p < P; p++) bv[p] = _mm512_maskz_loadu_ps(p == P - 1 ? last : 0xffff, b + 16 * p);
+        const float *a = A + (int64_t)kk * acs;
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_set1_ps(a[(int64_t)r * ars]);
+            for (int p = 0; p < P; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++)
+            _mm512_mask_storeu_ps(C + (int64_t)r * ldc + 16 * p, p == P - 1 ? last : 0xffff, acc[r][p]);
+}
+
+#define MICRO(R, P) \
+    case (R) * 4 + (P) - 1: micro(R, P, c, ldc, a, ars, acs, b, ldb, k, accumulate, last); break;
+
+static void gemm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
+                 int m, int n, int k, int accumulate, int exact)
+{
+    if (exact) { /* 0 * NaN must stay 0: the scalar-skip form */
+        sattn__gemm_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, exact);
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += 64) {
+        int nn = n - j0 < 64 ? n - j0 : 64;
+        int P = (nn + 15) / 16;
+        __mmask16 last = tail_mask(nn - 16 * (P - 1));
+        for (int r0 = 0; r0 < m; r0 += 6) {
+            int R = m - r0 < 6 ? m - r0 : 6;
+            float *c = C + (int64_t)r0 * ldc + j0;
+            const float *a = A + (int64_t)r0 * ars;
+            const float *b = B + j0;
+            switch (R * 4 + P - 1) {
+                MICRO(1, 1) MICRO(1, 2) MICRO(1, 3) MICRO(1, 4)
+                MICRO(2, 1) MICRO(2, 2) MICRO(2, 3) MICRO(2, 4)
+                MICRO(3, 1) MICRO(3, 2) MICRO(3, 3) MICRO(3, 4)
+                MICRO(4, 1) MICRO(4, 2) MICRO(4, 3) MICRO(4, 4)
+                MICRO(5, 1) MICRO(5, 2) MICRO(5, 3) MICRO(5, 4)
+                MICRO(6, 1) MICRO(6, 2) MICRO(6, 3) MICRO(6, 4)
+            }
+        }
+    }
+}
+
+/* ---- softmax ---- */
+
+static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
+                           float *O, int ldo, int dv)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int r = 0; r < m; r++) {
+        float *s = S + (int64_t)r * lds;
+        __m512 vmax = ninf;
+        for (int c = 0; c < n; c += 16)
+            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(ninf, tail_mask(n - c), s + c));
+        float bmax = _mm512_reduce_max_ps(vmax);
+        float mnew = bmax > mx[r] ? bmax : mx[r];
+        if (mnew == -INFINITY) { /* nothing visible yet */
+            for (int c = 0; c < n; c += 16) _mm512_mask_storeu_ps(s + c, tail_mask(n - c), _mm512_setzero_ps());
+            continue;
+        }
+        float alpha = expf(mx[r] - mnew); /* mx = -inf gives 0 */
+        __m512 vm = _mm512_set1_ps(mnew), vsum = _mm512_setzero_ps();
+        for (int c = 0; c < n; c += 16) {
+            __mmask16 t = tail_mask(n - c);
+            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, s + c), vm));
+            e = _mm512_maskz_mov_ps(t, e);
+            _mm512_mask_storeu_ps(s + c, t, e);
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        if (alpha != 1.0f) {
+            __m512 va = _mm512_set1_ps(alpha);
+            float *o = O + (int64_t)r * ldo;
+            for (int c = 0; c < dv; c += 16) {
+                __mmask16 t = tail_mask(dv - c);
+                _mm512_mask_storeu_ps(o + c, t, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(t, o + c)));
+            }
+        }
+        sum[r] = sum[r] * alpha + _mm512_reduce_add_ps(vsum);
+        mx[r] = mnew;
+    }
+}
+
+static void softmax_recompute(float *S, int lds, int m, int n, const float *lse)
+{
+    for (int r = 0; r < m; r++) {
+        float *s = S + (int64_t)r * lds;
+        if (lse[r] == -INFINITY) {
+            for (int c = 0; c < n; c += 16) _mm512_mask_storeu_ps(s + c, tail_mask(n - c), _mm512_setzero_ps());
+            continue;
+        }
+        __m512 vl = _mm512_set1_ps(lse[r]);
+        for (int c = 0; c < n; c += 16) {
+            __mmask16 t = tail_mask(n - c);
+            _mm512_mask_storeu_ps(s + c, t, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, s + c), vl)));
+        }
+    }
+}
+
+static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, int n,
+                         const float *D)
+{
+    for (int r = 0; r < m; r++) {
+        float *g = dP + (int64_t)r * lddp;
+        const float *pr = P + (int64_t)r * ldp;
+        __m512 vd = _mm512_set1_ps(D[r]);
+        for (int c = 0; c < n; c += 16) {
+            __mmask16 t = tail_mask(n - c);
+            __m512 pv = _mm512_maskz_loadu_ps(t, pr + c);
+            __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_maskz_loadu_ps(t, g + c), vd));
+            __mmask16 nz = _mm512_mask_cmp_ps_mask(t, pv, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            _mm512_mask_storeu_ps(g + c, t, _mm512_maskz_mov_ps(nz, ds));
+        }
+    }
+}
+
+const sattn__kernels sattn__kernels_avx512 = {
+    .name = "avx512",
+    .gemm = gemm,
+    .softmax_online = softmax_online,
+    .softmax_recompute = softmax_recompute,
+    .softmax_grad = softmax_grad,
+};
