@@ -1,11 +1,37 @@
 /* Fused attention forward: query blocks x key blocks with an online softmax
- * (FlashAttention), never a seq_q x seq_kv matrix. Each (batch, head, query block)
- * is one work item owned by one thread, so results do not depend on the thread count. */
+ * (FlashAttention), never a seq_q x seq_kv matrix.
+ *
+ * K and V are packed once per (batch, kv head) into f32 panels, Kᵀ per key block so
+ * that Q·Kᵀ is the kernel's A·B, and reused by every query block of every query head
+ * of the group. Groups are packed in chunks of at most SATTN__PACK_BYTES; a group
+ * larger than that, or one whose panels would be read only once (decode), reads its
+ * tiles straight from the inputs instead.
+ *
+ * Each (batch, head, query block) is one work item owned by one thread, so results do
+ * not depend on the thread count. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 #include "sattn_internal.h"
+
+#define SATTN__PACK_BYTES ((size_t)32 << 20)
+
+typedef struct fwd_ctx {
+    const sattn__problem *pr;
+    const sattn__kernels *kt;
+    const void *q, *k, *v;
+    void *out;
+    float *lse;
+    /* Packed panels of groups g0 .. g0+ngroups-1 (group = b * heads_kv + hk), or NULL.
+       Key block kb of local group gl starts at pack + (gl * nkb + kb) * block_floats:
+       Kᵀ (head_dim, BK), then V (BK, head_dim_v); bad[] flags NaN or Inf in that V. */
+    float *pack;
+    uint8_t *bad;
+    int64_t g0, nkb;
+    size_t block_floats;
+} fwd_ctx;
 
 /* Per-thread scratch, in floats. */
 typedef struct fwd_scratch {
@@ -48,11 +74,65 @@ static fwd_scratch fwd_scratch_carve(const sattn__problem *pr, float *base)
     return w;
 }
 
-/* out rows i0 .. i0+mq-1 of head h of sequence s, and their lse. */
-static void forward_block(const sattn__problem *pr, const sattn__kernels *kt, const sattn__seq *s,
-                          int64_t h, int64_t i0, int mq, const void *q, const void *k,
-                          const void *v, void *out, float *lse, const fwd_scratch *w)
+/* ---- key and value panels ---- */
+
+static void pack_block(const fwd_ctx *c, int64_t g, int64_t kb)
 {
+    const sattn__problem *pr = c->pr;
+    const size_t es = pr->elem_size;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
+    sattn__seq s;
+    sattn__seq_info(pr, g / pr->heads_kv, &s);
+    const int64_t hk = g % pr->heads_kv, j0 = kb * SATTN__BK;
+    if (j0 >= s.len_kv) return;
+    const int nk = (int)(s.len_kv - j0 < SATTN__BK ? s.len_kv - j0 : SATTN__BK);
+    const size_t idx = (size_t)((g - c->g0) * c->nkb + kb);
+    float *kt = c->pack + idx * c->block_floats;
+    sattn__load_rows_t(kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(&s, pr->ks, j0, hk), es),
+                       pr->ks[1], nk, d, pr->dtype);
+    c->bad[idx] = (uint8_t)sattn__load_rows(kt + (size_t)d * SATTN__BK, dv,
+                                            sattn__at(c->v, sattn__kv_elem(&s, pr->vs, j0, hk), es),
+                                            pr->vs[1], nk, dv, pr->dtype, 1.0f);
+}
+
+typedef struct kv_tile {
+    const float *kt; /* (head_dim, BK) */
+    const float *v;  /* (nk, head_dim_v) */
+    int v_bad;       /* V holds NaN or Inf */
+} kv_tile;
+
+/* The Kᵀ and V tiles of key rows j0.. (nk) of kv head hk: from the panels, or loaded. */
+static kv_tile kv_block(const fwd_ctx *c, const sattn__seq *s, int64_t hk, int64_t j0, int nk,
+                        const fwd_scratch *w)
+{
+    const sattn__problem *pr = c->pr;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
+    kv_tile t;
+    if (c->pack) {
+        size_t idx = (size_t)((s->b * pr->heads_kv + hk - c->g0) * c->nkb + j0 / SATTN__BK);
+        t.kt = c->pack + idx * c->block_floats;
+        t.v = t.kt + (size_t)d * SATTN__BK;
+        t.v_bad = c->bad[idx];
+        return t;
+    }
+    const size_t es = pr->elem_size;
+    sattn__load_rows_t(w->kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(s, pr->ks, j0, hk), es),
+                       pr->ks[1], nk, d, pr->dtype);
+    t.v_bad = sattn__load_rows(w->v, dv, sattn__at(c->v, sattn__kv_elem(s, pr->vs, j0, hk), es),
+                               pr->vs[1], nk, dv, pr->dtype, 1.0f);
+    t.kt = w->kt;
+    t.v = w->v;
+    return t;
+}
+
+/* ---- one query block ---- */
+
+/* out rows i0 .. i0+mq-1 of head h of sequence s, and their lse. */
+static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t i0, int mq,
+                          const fwd_scratch *w)
+{
+    const sattn__problem *pr = c->pr;
+    const sattn__kernels *kt = c->kt;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
     const int64_t hk = h / pr->group;
     const size_t es = pr->elem_size;
@@ -63,8 +143,8 @@ static void forward_block(const sattn__problem *pr, const sattn__kernels *kt, co
     memset(w->o, 0, sizeof(float) * (size_t)mv * (size_t)dv);
 
     if (mv > 0) {
-        sattn__load_rows(w->q, d, sattn__at(q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1], mv,
-                         d, pr->dtype, pr->scale);
+        sattn__load_rows(w->q, d, sattn__at(c->q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1],
+                         mv, d, pr->dtype, pr->scale);
         int64_t lo, hi, unused;
         sattn__row_range(pr, s, i0, &lo, &unused);
         sattn__row_range(pr, s, i0 + mv - 1, &unused, &hi);
@@ -72,38 +152,35 @@ static void forward_block(const sattn__problem *pr, const sattn__kernels *kt, co
             int nk = (int)(s->len_kv - j0 < SATTN__BK ? s->len_kv - j0 : SATTN__BK);
             sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mv, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
-            sattn__load_rows_t(w->kt, SATTN__BK, sattn__at(k, sattn__kv_elem(s, pr->ks, j0, hk), es),
-                               pr->ks[1], nk, d, pr->dtype);
-            int v_bad = sattn__load_rows(w->v, dv, sattn__at(v, sattn__kv_elem(s, pr->vs, j0, hk), es),
-                                         pr->vs[1], nk, dv, pr->dtype, 1.0f);
+            kv_tile t = kv_block(c, s, hk, j0, nk, w);
             /* S = (scale Q) · Kᵀ */
-            kt->gemm(w->s, SATTN__BK, w->q, d, 1, w->kt, SATTN__BK, mv, nk, d, 0, 0);
+            kt->gemm(w->s, SATTN__BK, w->q, d, 1, t.kt, SATTN__BK, mv, nk, d, 0, 0);
             if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
                 sattn__tile_scores(pr, s, h, i0, mv, j0, nk, kind, w->s, SATTN__BK, NULL);
             kt->softmax_online(w->s, SATTN__BK, mv, nk, w->mx, w->sum, w->o, dv, dv);
             if (pr->dropout_p > 0) {
                 sattn__tile_dropout(pr, s, h, i0, mv, j0, nk, w->z, SATTN__BK);
                 for (int r = 0; r < mv; r++)
-                    for (int c = 0; c < nk; c++) w->s[r * SATTN__BK + c] *= w->z[r * SATTN__BK + c];
+                    for (int j = 0; j < nk; j++) w->s[r * SATTN__BK + j] *= w->z[r * SATTN__BK + j];
             }
             /* O += P · V; NaN or Inf in V (masked keys may hold any bits) needs the exact form */
-            kt->gemm(w->o, dv, w->s, SATTN__BK, 1, w->v, dv, mv, dv, nk, 1, v_bad);
+            kt->gemm(w->o, dv, w->s, SATTN__BK, 1, t.v, dv, mv, dv, nk, 1, t.v_bad);
         }
     }
 
     /* normalise: out = o / sum (kept weights also carry 1/(1-p)); lse = mx + log(sum) */
-    float *lrow = lse ? lse + s->lse_row0 + h * s->lse_hstride + i0 : NULL;
+    float *lrow = c->lse ? c->lse + s->lse_row0 + h * s->lse_hstride + i0 : NULL;
     for (int r = 0; r < mv; r++) {
         float *orow = w->o + (size_t)r * (size_t)dv;
         if (w->sum[r] > 0) {
             float inv = pr->dropout_scale / w->sum[r];
-            for (int c = 0; c < dv; c++) orow[c] *= inv;
+            for (int e = 0; e < dv; e++) orow[e] *= inv;
             if (lrow) lrow[r] = w->mx[r] + logf(w->sum[r]);
         } else { /* every key masked */
             if (lrow) lrow[r] = -INFINITY;
         }
     }
-    char *obase = (char *)out + sattn__q_elem(s, pr->os, i0, h) * (int64_t)es;
+    char *obase = (char *)c->out + sattn__q_elem(s, pr->os, i0, h) * (int64_t)es;
     if (mv > 0) sattn__store_rows(obase, pr->os[1], w->o, dv, mv, dv, pr->dtype, 1.0f);
     if (mv < mq) {
         sattn__zero_rows(obase + mv * pr->os[1] * (int64_t)es, pr->os[1], mq - mv, dv, pr->dtype);
@@ -118,31 +195,59 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
     sattn__problem pr;
     sattn_status st = sattn__prepare(&pr, p, SATTN__FORWARD, q, k, v, out, lse, NULL, NULL, NULL, NULL);
     if (st != SATTN_OK) return st;
-    const sattn__kernels *kt = sattn__kernels_get();
 
     const int64_t nqb = (pr.seq_q + SATTN__BQ - 1) / SATTN__BQ;
-    const int64_t items = pr.batch * pr.heads_q * nqb;
-    if (items == 0) return SATTN_OK;
-    int threads = sattn__threads();
-    if (threads > items) threads = (int)items;
+    const int64_t nkb = (pr.seq_kv + SATTN__BK - 1) / SATTN__BK;
+    const int64_t groups = pr.batch * pr.heads_kv;
+    const int64_t items_per_group = pr.group * nqb;
+    if (groups * items_per_group == 0) return SATTN_OK;
 
+    fwd_ctx c = {&pr, sattn__kernels_get(), q, k, v, out, lse, NULL, NULL, 0, nkb, 0};
+    c.block_floats = (size_t)SATTN__BK * (size_t)(pr.head_dim + pr.head_dim_v);
+    /* Pack when a panel is read by more than one query block and a group fits the cap. */
+    size_t group_bytes = (size_t)nkb * c.block_floats * sizeof(float) + (size_t)nkb;
+    int64_t chunk = groups;
+    if (items_per_group > 1 && nkb > 0 && group_bytes <= SATTN__PACK_BYTES) {
+        chunk = (int64_t)(SATTN__PACK_BYTES / group_bytes);
+        if (chunk > groups) chunk = groups;
+        c.pack = malloc((size_t)chunk * group_bytes);
+        if (!c.pack) return sattn__fail_nomem((size_t)chunk * group_bytes);
+        c.bad = (uint8_t *)(c.pack + (size_t)(chunk * nkb) * c.block_floats);
+    }
+    int threads = sattn__threads();
+    if (threads > chunk * items_per_group) threads = (int)(chunk * items_per_group);
     size_t stride;
     float *scratch = sattn__scratch_alloc(fwd_scratch_floats(&pr), threads, &stride);
-    if (!scratch) return SATTN_ERR_NOMEM;
+    if (!scratch) {
+        free(c.pack);
+        return SATTN_ERR_NOMEM;
+    }
 
-    /* Each item is computed by one thread alone: any schedule gives the same bits. */
-    SATTN__OMP(omp parallel for num_threads(threads) schedule(dynamic, 1))
-    for (int64_t it = 0; it < items; it++) {
-        int64_t qb = it % nqb, bh = it / nqb;
-        int64_t h = bh % pr.heads_q, b = bh / pr.heads_q;
-        sattn__seq s;
-        sattn__seq_info(&pr, b, &s);
-        int64_t i0 = qb * SATTN__BQ;
-        if (i0 >= s.rows_q) continue;
-        int mq = (int)(s.rows_q - i0 < SATTN__BQ ? s.rows_q - i0 : SATTN__BQ);
-        fwd_scratch w = fwd_scratch_carve(&pr, scratch + (size_t)sattn__thread_id() * stride);
-        forward_block(&pr, kt, &s, h, i0, mq, q, k, v, out, lse, &w);
+    for (int64_t g0 = 0; g0 < groups; g0 += chunk) {
+        const int64_t ng = groups - g0 < chunk ? groups - g0 : chunk;
+        c.g0 = g0;
+        SATTN__OMP(omp parallel num_threads(threads))
+        {
+            if (c.pack) {
+                SATTN__OMP(omp for schedule(static))
+                for (int64_t it = 0; it < ng * nkb; it++) pack_block(&c, g0 + it / nkb, it % nkb);
+            }
+            fwd_scratch w = fwd_scratch_carve(&pr, scratch + (size_t)sattn__thread_id() * stride);
+            /* Each item is computed by one thread alone: any schedule gives the same bits. */
+            SATTN__OMP(omp for schedule(dynamic, 1))
+            for (int64_t it = 0; it < ng * items_per_group; it++) {
+                int64_t g = g0 + it / items_per_group, r = it % items_per_group;
+                int64_t h = (g % pr.heads_kv) * pr.group + r / nqb, qb = r % nqb;
+                sattn__seq s;
+                sattn__seq_info(&pr, g / pr.heads_kv, &s);
+                int64_t i0 = qb * SATTN__BQ;
+                if (i0 >= s.rows_q) continue;
+                int mq = (int)(s.rows_q - i0 < SATTN__BQ ? s.rows_q - i0 : SATTN__BQ);
+                forward_block(&c, &s, h, i0, mq, &w);
+            }
+        }
     }
     sattn__scratch_free(scratch);
+    free(c.pack);
     return SATTN_OK;
 }
