@@ -8,15 +8,23 @@
  *     dS  = P ∘ (dP - D)                         (∘ (1 - tanh²) under softcap)
  *     dK += dSᵀ · Q·scale,   dQ += dS · K·scale
  *
- * Deterministic without float atomics: pass 1 gives every (batch, kv head, key block)
- * to one thread, which sums dK, dV over its query heads and query blocks in a fixed
- * order; pass 2 gives every (batch, head, query block) to one thread for dQ. */
+ * Deterministic without float atomics, in one of two schedules that give the same bits:
+ *  - fused, when there are enough (batch, kv head) groups to share among the threads:
+ *    a thread owns a whole group, walks its key blocks once and sums dK, dV per key
+ *    block and dQ per query block in private f32 accumulators;
+ *  - two passes otherwise: pass 1 gives every (batch, kv head, key block) to one
+ *    thread for dK, dV; pass 2 gives every (batch, head, query block) to one thread,
+ *    which recomputes the tiles for dQ.
+ * Both sum every gradient over the same tiles in the same order with the same
+ * kernel calls, so which one runs (it depends on the thread count) does not show. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 #include "sattn_internal.h"
+
+#define SATTN__DQ_BYTES ((size_t)16 << 20)
 
 typedef struct bwd_scratch {
     float *q, *dout, *dq;    /* (BQ, head_dim), (BQ, head_dim_v), (BQ, head_dim) */
@@ -167,8 +175,10 @@ static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
 
 /* ---- pass 1: dK, dV for key rows j0.. of kv head hk ---- */
 
+/* With dqacc (the fused schedule) it also adds dS·K into dqacc, laid out
+   (group, len_q, head_dim) for the query heads of kv head hk. */
 static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64_t j0, int rows,
-                       const bwd_scratch *w)
+                       float *dqacc, const bwd_scratch *w)
 {
     const sattn__problem *pr = a->pr;
     const sattn__kernels *kt = a->kt;
@@ -182,18 +192,22 @@ static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64
         memset(w->dk, 0, sizeof(float) * (size_t)nk * (size_t)d);
         memset(w->dv, 0, sizeof(float) * (size_t)nk * (size_t)dv);
         int loaded = 0; /* k, v are read only if some query sees them (k may be NULL when seq_q = 0) */
+        int k_bad = 0;
         for (int64_t h = hk * pr->group; h < (hk + 1) * pr->group; h++)
             for (int64_t i0 = 0; i0 < s->len_q; i0 += SATTN__BQ) {
                 int mq = clamp_rows(s->len_q, i0, SATTN__BQ);
                 sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
                 if (kind == SATTN__TILE_EMPTY) continue;
-                if (!loaded) load_key_side(a, s, hk, j0, nk, 0, w), loaded = 1;
+                if (!loaded) k_bad = load_key_side(a, s, hk, j0, nk, dqacc != NULL, w), loaded = 1;
                 load_query_side(a, s, h, i0, mq, w);
                 tile_grad(a, s, h, i0, mq, j0, nk, kind, w);
                 const float *pz = pr->dropout_p > 0 ? w->pz : w->p;
                 /* dV += (P∘Z)ᵀ·dO, dK += dSᵀ·(scale Q): A transposed through its strides */
                 kt->gemm(w->dv, dv, pz, 1, SATTN__BK, w->dout, dv, nk, dv, mq, 1, 0);
                 kt->gemm(w->dk, d, w->dp, 1, SATTN__BK, w->q, d, nk, d, mq, 1, 0);
+                if (dqacc) /* the same call as pass 2's, on the same tile, in the same order */
+                    kt->gemm(dqacc + ((h - hk * pr->group) * s->len_q + i0) * d, d, w->dp, SATTN__BK, 1,
+                             w->k, d, mq, d, nk, 1, k_bad);
             }
         sattn__store_rows(dk, pr->ks[1], w->dk, d, nk, d, pr->dtype, 1.0f);
         sattn__store_rows(dvp, pr->vs[1], w->dv, dv, nk, dv, pr->dtype, 1.0f);
@@ -237,6 +251,33 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
         sattn__zero_rows(dq + mq * pr->qs[1] * (int64_t)es, pr->qs[1], rows - mq, d, pr->dtype);
 }
 
+/* ---- fused: everything of one (batch, kv head) group ---- */
+
+static void group_fused(const bwd_args *a, int64_t g, float *dqacc, const bwd_scratch *w)
+{
+    const sattn__problem *pr = a->pr;
+    const size_t es = pr->elem_size;
+    const int d = (int)pr->head_dim;
+    const int64_t hk = g % pr->heads_kv;
+    sattn__seq s;
+    sattn__seq_info(pr, g / pr->heads_kv, &s);
+    memset(dqacc, 0, sizeof(float) * (size_t)(pr->group * s.len_q * d));
+    for (int64_t j0 = 0; j0 < s.rows_kv; j0 += SATTN__BK)
+        dkdv_block(a, &s, hk, j0, clamp_rows(s.rows_kv, j0, SATTN__BK), dqacc, w);
+    for (int64_t hl = 0; hl < pr->group; hl++) {
+        int64_t h = hk * pr->group + hl;
+        char *dq = (char *)a->dq + sattn__q_elem(&s, pr->qs, 0, h) * (int64_t)es;
+        /* stored block by block, as pass 2 does */
+        for (int64_t i0 = 0; i0 < s.len_q; i0 += SATTN__BQ)
+            sattn__store_rows(dq + i0 * pr->qs[1] * (int64_t)es, pr->qs[1],
+                              dqacc + (hl * s.len_q + i0) * d, d, clamp_rows(s.len_q, i0, SATTN__BQ), d,
+                              pr->dtype, pr->scale);
+        if (s.len_q < s.rows_q)
+            sattn__zero_rows(dq + s.len_q * pr->qs[1] * (int64_t)es, pr->qs[1],
+                             (int)(s.rows_q - s.len_q), d, pr->dtype);
+    }
+}
+
 sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k, const void *v,
                             const void *out, const float *lse, const void *dout, void *dq,
                             void *dk, void *dv)
@@ -254,12 +295,20 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
     int threads = sattn__threads();
     if (threads > items) threads = (int)items;
 
+    /* The fused schedule needs groups for every thread and a private dQ accumulator
+       (group, seq_q, head_dim) per thread of at most SATTN__DQ_BYTES. */
+    const int64_t groups = pr.batch * pr.heads_kv;
+    const size_t dq_floats = (size_t)(pr.group * pr.seq_q * pr.head_dim);
+    const int fused = groups >= threads && dq_floats * sizeof(float) <= SATTN__DQ_BYTES &&
+                      (groups % threads == 0 || groups >= 4 * (int64_t)threads);
+
     /* D has the lse's layout. */
     size_t nd = (size_t)pr.heads_q * (size_t)(pr.p->cu_seqlens_q ? pr.total_q : pr.batch * pr.seq_q);
     float *dsum = malloc(sizeof(float) * (nd ? nd : 1));
     if (!dsum) return sattn__fail_nomem(sizeof(float) * nd);
     size_t stride;
-    float *scratch = sattn__scratch_alloc(bwd_scratch_floats(&pr), threads, &stride);
+    float *scratch = sattn__scratch_alloc(bwd_scratch_floats(&pr) + (fused ? dq_floats : 0), threads,
+                                          &stride);
     if (!scratch) {
         free(dsum);
         return SATTN_ERR_NOMEM;
@@ -279,6 +328,11 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
             dsum_rows(&a, &s, it % pr.heads_q);
         }
 
+        if (fused) {
+            float *dqacc = scratch + (size_t)sattn__thread_id() * stride + bwd_scratch_floats(&pr);
+            SATTN__OMP(omp for schedule(dynamic, 1))
+            for (int64_t g = 0; g < groups; g++) group_fused(&a, g, dqacc, &w);
+        } else {
         SATTN__OMP(omp for schedule(dynamic, 1))
         for (int64_t it = 0; it < items_kv; it++) {
             int64_t kb = it % nkb, bh = it / nkb;
@@ -287,7 +341,7 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
             int64_t j0 = kb * SATTN__BK;
             if (j0 >= s.rows_kv) continue;
             int rows = (int)(s.rows_kv - j0 < SATTN__BK ? s.rows_kv - j0 : SATTN__BK);
-            dkdv_block(&a, &s, bh % pr.heads_kv, j0, rows, &w);
+            dkdv_block(&a, &s, bh % pr.heads_kv, j0, rows, NULL, &w);
         }
 
         SATTN__OMP(omp for schedule(dynamic, 1))
@@ -299,6 +353,7 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
             if (i0 >= s.rows_q) continue;
             int rows = (int)(s.rows_q - i0 < SATTN__BQ ? s.rows_q - i0 : SATTN__BQ);
             dq_block(&a, &s, bh % pr.heads_q, i0, rows, &w);
+        }
         }
     }
     sattn__scratch_free(scratch);
