@@ -237,7 +237,9 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
             SATTN__OMP(omp for schedule(dynamic, 1))
             for (int64_t it = 0; it < ng * items_per_group; it++) {
                 int64_t g = g0 + it / items_per_group, r = it % items_per_group;
-                int64_t h = (g % pr.heads_kv) * pr.group + r / nqb, qb = r % nqb;
+                /* query blocks last to first: under causal masks the long rows go out
+                   first and the short ones fill in at the end */
+                int64_t h = (g % pr.heads_kv) * pr.group + r / nqb, qb = nqb - 1 - r % nqb;
                 sattn__seq s;
                 sattn__seq_info(&pr, g / pr.heads_kv, &s);
                 int64_t i0 = qb * SATTN__BQ;

@@ -1,0 +1,460 @@
+/* sattn benchmark: in one run, measures this machine's FMA peak and memory read
+ * bandwidth, then times sattn against an unfused OpenBLAS attention (cblas_sgemm for
+ * Q·Kᵀ and P·V, a vectorized softmax) on the same inputs, and prints for each case
+ * the median time, GFLOP/s, % of the measured peak (or GB/s and % of bandwidth for
+ * decode) and the speedup over the baseline.
+ *
+ *   bench [--quick] [--reps R] [--only fwd|bwd|decode|mem]
+ *
+ * FLOPs: forward 4·B·H·Nq·Nkv·d (causal: only the unmasked pairs), backward 2.5x that.
+ * Debian's OpenBLAS 0.3.21 takes this CPU for an old one unless OPENBLAS_CORETYPE is
+ * set before it loads, so the program re-executes itself with it set. */
+#define _GNU_SOURCE
+#include <cblas.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "sattn.h"
+#include "kernels/kernels.h" /* the baseline's softmax uses the library's vector exp */
+
+extern void openblas_set_num_threads(int);
+extern char *openblas_get_corename(void);
+
+static int g_reps = 5;
+static int g_threads = 1;
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+static void fill(float *x, size_t n, uint64_t seed, float lo, float hi)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = lo + (hi - lo) * (float)(s >> 40) * 0x1p-24f;
+    }
+}
+
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static uint16_t to_f16(float f) /* inputs here are small normal numbers */
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a < 0x38800000u) return (uint16_t)sign; /* tiny: flush, fine for benchmark data */
+    uint32_t h = (a - 0x38000000u) >> 13, rest = a & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+    return (uint16_t)(sign | h);
+}
+
+/* ---- this machine: FMA peak and read bandwidth ---- */
+
+__attribute__((target("avx512f"))) static double fma_chain512(long iters)
+{
+    __m512 a[24], b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
+    for (int i = 0; i < 24; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 24; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static double fma_chain256(long iters)
+{
+    __m256 a[12], b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], b, c);
+    float o[8];
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    _mm256_storeu_ps(o, s);
+    return o[0];
+}
+
+/* GFLOP/s of independent FMA chains on every thread. */
+static double measure_peak(void)
+{
+    int avx512 = __builtin_cpu_supports("avx512f");
+    if (!avx512 && !__builtin_cpu_supports("avx2")) return 0;
+    const long iters = 20000000;
+    double t[5], sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = seconds();
+#pragma omp parallel num_threads(g_threads) reduction(+ : sink)
+        sink += avx512 ? fma_chain512(iters) : fma_chain256(iters);
+        t[r] = seconds() - t0;
+    }
+    double flops = (double)g_threads * (double)iters * (avx512 ? 24 * 32 : 12 * 16);
+    if (sink == 42) printf(" ");
+    return flops / median(t, 5) * 1e-9;
+}
+
+/* GB/s of reading a 512 MiB buffer on every thread. */
+static double measure_bandwidth(void)
+{
+    const size_t n = (size_t)128 << 20; /* floats */
+    float *buf = malloc(n * sizeof(float));
+    if (!buf) return 0;
+#pragma omp parallel for num_threads(g_threads) schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 255);
+    double t[5], sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = seconds();
+        double total = 0;
+#pragma omp parallel for num_threads(g_threads) schedule(static) reduction(+ : total)
+        for (size_t blk = 0; blk < n / 4096; blk++) {
+            float acc[16] = {0};
+            const float *p = buf + blk * 4096;
+            for (int i = 0; i < 4096; i += 16)
+                for (int j = 0; j < 16; j++) acc[j] += p[i + j];
+            for (int j = 0; j < 16; j++) total += acc[j];
+        }
+        t[r] = seconds() - t0;
+        sink += total;
+    }
+    free(buf);
+    if (sink == 42) printf(" ");
+    return (double)n * sizeof(float) / median(t, 5) * 1e-9;
+}
+
+/* Evicts the caches: decode timings must come from memory, not from L3. */
+static void flush_caches(void)
+{
+    static float *junk;
+    static const size_t n = (size_t)32 << 20; /* 128 MiB, 4x the L3 */
+    if (!junk) {
+        junk = malloc(n * sizeof(float));
+        if (!junk) return;
+        memset(junk, 0, n * sizeof(float));
+    }
+    volatile float s = 0;
+    for (size_t i = 0; i < n; i += 16) s += junk[i];
+    (void)s;
+}
+
+/* ---- the baseline: unfused attention on OpenBLAS ---- */
+
+/* Row softmax of S[n][n] in place, with the causal mask if asked (top-left). */
+static void softmax_rows(float *S, int n, int causal)
+{
+    const sattn__kernels *kt = sattn__kernels_get();
+#pragma omp parallel for num_threads(g_threads) schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *row = S + (size_t)i * n;
+        if (causal)
+            for (int j = i + 1; j < n; j++) row[j] = -INFINITY;
+        float mx = -INFINITY, sum = 0;
+        kt->softmax_online(row, n, 1, n, &mx, &sum, NULL, 0, 0);
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) row[j] *= inv;
+    }
+}
+
+/* out = softmax(scale Q Kᵀ) V per head; P keeps the probabilities (for the backward). */
+static void baseline_forward(int n, int h, int d, int causal, const float *q, const float *k,
+                             const float *v, float *out, float *P)
+{
+    const float scale = 1.0f / sqrtf((float)d);
+    const int ld = h * d;
+    for (int hh = 0; hh < h; hh++) {
+        float *S = P + (size_t)hh * n * n;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, scale, q + hh * d, ld, k + hh * d,
+                    ld, 0.0f, S, n);
+        softmax_rows(S, n, causal);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, 1.0f, S, n, v + hh * d, ld,
+                    0.0f, out + hh * d, ld);
+    }
+}
+
+/* dV = Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP - rowsum(dO ∘ O)), dQ = scale dS K, dK = scale dSᵀ Q */
+static void baseline_backward(int n, int h, int d, const float *q, const float *k, const float *v,
+                              const float *out, const float *dout, const float *P, float *dP,
+                              float *dq, float *dk, float *dv)
+{
+    const float scale = 1.0f / sqrtf((float)d);
+    const int ld = h * d;
+    for (int hh = 0; hh < h; hh++) {
+        const float *Ph = P + (size_t)hh * n * n;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, n, 1.0f, Ph, n, dout + hh * d, ld,
+                    0.0f, dv + hh * d, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, 1.0f, dout + hh * d, ld,
+                    v + hh * d, ld, 0.0f, dP, n);
+#pragma omp parallel for num_threads(g_threads) schedule(static)
+        for (int i = 0; i < n; i++) {
+            const float *o = out + (size_t)i * ld + hh * d, *g = dout + (size_t)i * ld + hh * d;
+            float D = 0;
+            for (int c = 0; c < d; c++) D += o[c] * g[c];
+            float *row = dP + (size_t)i * n;
+            const float *pr = Ph + (size_t)i * n;
+            for (int j = 0; j < n; j++) row[j] = pr[j] * (row[j] - D);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, scale, dP, n, k + hh * d, ld,
+                    0.0f, dq + hh * d, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, n, scale, dP, n, q + hh * d, ld,
+                    0.0f, dk + hh * d, ld);
+    }
+}
+
+/* ---- prefill cases ---- */
+
+static double g_peak, g_bw;
+
+static void print_header(void)
+{
+    printf("\n%-34s %9s %9s %7s %11s %8s\n", "case", "ms", "GFLOP/s", "%peak", "baseline ms", "speedup");
+}
+
+static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int backward)
+{
+    const size_t elems = (size_t)n * h * d;
+    float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4);
+    float *out = malloc(elems * 4), *dout = malloc(elems * 4), *lse = malloc((size_t)n * h * 4);
+    float *dq = malloc(elems * 4), *dk = malloc(elems * 4), *dv = malloc(elems * 4);
+    fill(q, elems, 1, -1, 1), fill(k, elems, 2, -1, 1), fill(v, elems, 3, -1, 1), fill(dout, elems, 4, -1, 1);
+    /* stored inputs in the case's dtype (bf16/f16 halves) */
+    void *sq = q, *sk = k, *sv = v, *sout = out, *sdout = dout, *sdq = dq, *sdk = dk, *sdv = dv;
+    uint16_t *h16 = NULL;
+    if (dtype != SATTN_F32) {
+        h16 = malloc(elems * 2 * 8);
+        uint16_t *x[8];
+        float *src[5] = {q, k, v, out, dout};
+        for (int i = 0; i < 8; i++) x[i] = h16 + elems * i;
+        for (int i = 0; i < 5; i++)
+            for (size_t e = 0; e < elems; e++) x[i][e] = dtype == SATTN_BF16 ? to_bf16(src[i][e]) : to_f16(src[i][e]);
+        sq = x[0], sk = x[1], sv = x[2], sout = x[3], sdout = x[4], sdq = x[5], sdk = x[6], sdv = x[7];
+    }
+    sattn_params p;
+    memset(&p, 0, sizeof p);
+    p.batch = 1, p.seq_q = n, p.seq_kv = n, p.heads_q = h, p.head_dim = d, p.dtype = dtype;
+    p.causal = causal ? SATTN_CAUSAL_TOP_LEFT : SATTN_CAUSAL_NONE;
+
+    double pairs = causal ? (double)n * (n + 1) / 2 : (double)n * n;
+    double flops = 4.0 * h * pairs * d * (backward ? 2.5 : 1.0);
+    double ts[64], tb[64];
+    if (sattn_forward(&p, sq, sk, sv, sout, lse) != SATTN_OK) {
+        fprintf(stderr, "sattn_forward: %s\n", sattn_last_error());
+        exit(1);
+    }
+    for (int r = 0; r < g_reps; r++) {
+        double t0 = seconds();
+        sattn_status st = backward ? sattn_backward(&p, sq, sk, sv, sout, lse, sdout, sdq, sdk, sdv)
+                                   : sattn_forward(&p, sq, sk, sv, sout, lse);
+        ts[r] = seconds() - t0;
+        if (st != SATTN_OK) {
+            fprintf(stderr, "sattn: %s\n", sattn_last_error());
+            exit(1);
+        }
+    }
+    /* the baseline, in f32 (OpenBLAS has no f16 GEMM; bf16 cases compare against f32) */
+    float *P = malloc((size_t)h * n * n * 4), *dP = malloc((size_t)n * n * 4);
+    baseline_forward(n, h, d, causal, q, k, v, out, P);
+    for (int r = 0; r < g_reps; r++) {
+        double t0 = seconds();
+        if (backward) baseline_backward(n, h, d, q, k, v, out, dout, P, dP, dq, dk, dv);
+        else baseline_forward(n, h, d, causal, q, k, v, out, P);
+        tb[r] = seconds() - t0;
+    }
+    double t = median(ts, g_reps), b = median(tb, g_reps);
+    char name[64];
+    snprintf(name, sizeof name, "%s d=%d N=%d %s %s", backward ? "bwd" : "fwd", d, n,
+             causal ? "causal" : "full", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
+    printf("%-34s %9.2f %9.1f %6.1f%% %11.2f %7.2fx\n", name, t * 1e3, flops / t * 1e-9,
+           100.0 * flops / t * 1e-9 / g_peak, b * 1e3, b / t);
+    fflush(stdout);
+    free(P), free(dP), free(h16);
+    free(q), free(k), free(v), free(out), free(dout), free(lse), free(dq), free(dk), free(dv);
+}
+
+/* ---- decode: one query token against a 4096-token KV cache ---- */
+
+static void decode_case(sattn_dtype dtype)
+{
+    const int nkv = 4096, hq = 32, hk = 8, d = 128, reps = g_reps * 4;
+    const size_t kv_elems = (size_t)nkv * hk * d, q_elems = (size_t)hq * d;
+    const size_t es = dtype == SATTN_F32 ? 4 : 2;
+    float *kf = malloc(kv_elems * 4), *vf = malloc(kv_elems * 4), *q = malloc(q_elems * 4);
+    float *out = malloc(q_elems * 4), *lse = malloc(hq * 4);
+    fill(kf, kv_elems, 5, -1, 1), fill(vf, kv_elems, 6, -1, 1), fill(q, q_elems, 7, -1, 1);
+    void *k = kf, *v = vf;
+    uint16_t *k16 = NULL, *v16 = NULL;
+    if (dtype != SATTN_F32) {
+        k16 = malloc(kv_elems * 2), v16 = malloc(kv_elems * 2);
+        for (size_t e = 0; e < kv_elems; e++) {
+            k16[e] = dtype == SATTN_BF16 ? to_bf16(kf[e]) : to_f16(kf[e]);
+            v16[e] = dtype == SATTN_BF16 ? to_bf16(vf[e]) : to_f16(vf[e]);
+        }
+        k = k16, v = v16;
+    }
+    /* q, out in the same dtype as the cache */
+    void *sq = q, *sout = out;
+    uint16_t *q16 = NULL;
+    if (dtype != SATTN_F32) {
+        q16 = malloc(q_elems * 2 * 2);
+        for (size_t e = 0; e < q_elems; e++) q16[e] = dtype == SATTN_BF16 ? to_bf16(q[e]) : to_f16(q[e]);
+        sq = q16, sout = q16 + q_elems;
+    }
+    sattn_params p;
+    memset(&p, 0, sizeof p);
+    p.batch = 1, p.seq_q = 1, p.seq_kv = nkv, p.heads_q = hq, p.heads_kv = hk, p.head_dim = d;
+    p.dtype = dtype, p.causal = SATTN_CAUSAL_BOTTOM_RIGHT;
+    double ts[256], tb[256];
+    for (int r = 0; r < reps; r++) {
+        flush_caches();
+        double t0 = seconds();
+        if (sattn_forward(&p, sq, k, v, sout, lse) != SATTN_OK) {
+            fprintf(stderr, "sattn_forward: %s\n", sattn_last_error());
+            exit(1);
+        }
+        ts[r] = seconds() - t0;
+    }
+    /* baseline: per query head, s = K q (sgemv), softmax, o = Vᵀ p (sgemv), on f32 KV */
+    float *s = malloc((size_t)hq * nkv * 4);
+    const float scale = 1.0f / sqrtf((float)d);
+    for (int r = 0; r < reps; r++) {
+        flush_caches();
+        double t0 = seconds();
+        for (int h = 0; h < hq; h++) {
+            int g = h / (hq / hk);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, nkv, d, scale, kf + g * d, hk * d, q + h * d, 1, 0.0f,
+                        s + (size_t)h * nkv, 1);
+        }
+        for (int h = 0; h < hq; h++) {
+            float mx = -INFINITY, sum = 0;
+            sattn__kernels_get()->softmax_online(s + (size_t)h * nkv, nkv, 1, nkv, &mx, &sum, NULL, 0, 0);
+            cblas_sgemv(CblasRowMajor, CblasTrans, nkv, d, 1.0f / sum, vf + (h / (hq / hk)) * d, hk * d,
+                        s + (size_t)h * nkv, 1, 0.0f, out + h * d, 1);
+        }
+        tb[r] = seconds() - t0;
+    }
+    double t = median(ts, reps), b = median(tb, reps);
+    double bytes = 2.0 * (double)kv_elems * (double)es;
+    char name[64];
+    snprintf(name, sizeof name, "decode Nkv=4096 32/8 heads %s", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
+    printf("%-34s %9.3f %7.1f GB/s %5.1f%% of bw %9.3f %7.2fx\n", name, t * 1e3, bytes / t * 1e-9,
+           100.0 * bytes / t * 1e-9 / g_bw, b * 1e3, b / t);
+    fflush(stdout);
+    free(s), free(kf), free(vf), free(q), free(out), free(lse), free(k16), free(v16), free(q16);
+}
+
+/* ---- peak memory of a 65536-token forward, in a child process ---- */
+
+static void memory_case(void)
+{
+    const int64_t n = 65536, d = 64;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        size_t elems = (size_t)n * d;
+        float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4), *out = malloc(elems * 4);
+        float *lse = malloc((size_t)n * 4);
+        fill(q, elems, 1, -1, 1), fill(k, elems, 2, -1, 1), fill(v, elems, 3, -1, 1);
+        memset(out, 0, elems * 4), memset(lse, 0, (size_t)n * 4);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        long before = ru.ru_maxrss;
+        sattn_params p;
+        memset(&p, 0, sizeof p);
+        p.batch = 1, p.seq_q = n, p.seq_kv = n, p.heads_q = 1, p.head_dim = d;
+        double t0 = seconds();
+        sattn_forward(&p, q, k, v, out, lse);
+        double t = seconds() - t0;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("forward N=65536 d=64 1 head: %.2f s, %.1f GFLOP/s; peak RSS %.1f MiB, %.1f MiB over the "
+               "resident inputs+outputs (bound: 64 MiB)\n",
+               t, 4.0 * n * n * d / t * 1e-9, ru.ru_maxrss / 1024.0, (ru.ru_maxrss - before) / 1024.0);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+}
+
+int main(int argc, char **argv)
+{
+    /* OpenBLAS reads its core type when it loads: set it and start again. */
+    if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f")) {
+        setenv("OPENBLAS_CORETYPE", "SKYLAKEX", 1);
+        execv("/proc/self/exe", argv);
+    }
+    int quick = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench [--quick] [--reps R] [--only fwd|bwd|decode|mem]\n");
+            return 2;
+        }
+    }
+    if (g_reps < 1) g_reps = 1;
+    if (g_reps > 64) g_reps = 64;
+    g_threads = sattn_get_num_threads();
+    openblas_set_num_threads(g_threads);
+
+    g_peak = measure_peak();
+    g_bw = measure_bandwidth();
+    printf("sattn %s, %s kernels, %d threads; OpenBLAS core %s\n", sattn_version(), sattn_isa(), g_threads,
+           openblas_get_corename());
+    printf("measured: FMA peak %.1f GFLOP/s, memory read bandwidth %.1f GB/s; medians of %d runs\n", g_peak,
+           g_bw, g_reps);
+
+    static const int ns[] = {512, 1024, 2048, 4096};
+    const int nn = quick ? 2 : 4;
+    for (int backward = 0; backward < 2; backward++) {
+        if (only && strcmp(only, backward ? "bwd" : "fwd")) continue;
+        print_header();
+        for (int dt = 0; dt < 2; dt++)
+            for (int d = 64; d <= 128; d *= 2)
+                for (int causal = 0; causal < 2; causal++)
+                    for (int i = 0; i < nn; i++)
+                        prefill_case(ns[i], 8, d, causal, dt ? SATTN_BF16 : SATTN_F32, backward);
+    }
+    if (!only || !strcmp(only, "decode")) {
+        printf("\n%-34s %9s %12s %11s %11s %8s\n", "case", "ms", "GB/s", "%bandwidth", "baseline ms", "speedup");
+        decode_case(SATTN_F32), decode_case(SATTN_F16), decode_case(SATTN_BF16);
+    }
+    if (!only || !strcmp(only, "mem")) {
+        printf("\n");
+        memory_case();
+    }
+    return 0;
+}
