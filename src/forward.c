@@ -89,12 +89,12 @@ static void forward_block(const sattn__problem *pr, const sattn__kernels *kt, co
         }
     }
 
-    /* normalise: out = o / sum (kept weights also carry 1/(1-p)); lse = mx + log(sum) */
+    /* normalise: out = o / sum; lse = mx + log(sum) */
     float *lrow = lse ? lse + s->lse_row0 + h * s->lse_hstride + i0 : NULL;
     for (int r = 0; r < mv; r++) {
         float *orow = w->o + (size_t)r * (size_t)dv;
         if (w->sum[r] > 0) {
-            float inv = pr->dropout_scale / w->sum[r];
+            float inv = 1.0f / w->sum[r]; /* kept weights already carry 1/(1-p) */
             for (int c = 0; c < dv; c++) orow[c] *= inv;
             if (lrow) lrow[r] = w->mx[r] + logf(w->sum[r]);
         } else { /* every key masked */
