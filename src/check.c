@@ -38,14 +38,23 @@ static sattn_status resolve_strides(const char *name, const int64_t in[3], int64
 
 /* A tensor that is written must not overlap itself: sorted by stride, each axis of
    extent > 1 must step past everything the inner axes span. */
-static sattn_status check_no_overlap(const char *name, const int64_t st[3], const int64_t ext[3],
-                                     int64_t dim)
+static sattn_status check_no_overlap(const char *name, const char *tensor, const int64_t st[3],
+                                     const int64_t ext[3], int64_t dim)
 {
+    static const char *axis[3] = {"batch", "seq", "head"};
+    for (int a = 0; a < 3; a++)
+        if (ext[a] == 0) return SATTN_OK; /* no elements, nothing to overlap */
     int64_t s[4], e[4];
     int n = 0;
     s[n] = 1, e[n] = dim, n++;
-    for (int a = 0; a < 3; a++)
-        if (ext[a] > 1) s[n] = st[a], e[n] = ext[a], n++;
+    for (int a = 0; a < 3; a++) {
+        if (ext[a] <= 1) continue;
+        if (st[a] == 0)
+            return sattn__fail("%s[%d] (the %s stride) is 0, but %s is written through it and "
+                               "that axis has %lld elements: they would overlap",
+                               name, a, axis[a], tensor, (long long)ext[a]);
+        s[n] = st[a], e[n] = ext[a], n++;
+    }
     for (int x = 1; x < n; x++) /* insertion sort by stride */
         for (int y = x; y > 0 && s[y] < s[y - 1]; y--) {
             int64_t ts = s[y], te = e[y];
@@ -54,9 +63,9 @@ static sattn_status check_no_overlap(const char *name, const int64_t st[3], cons
     int64_t span = 0; /* last element offset reachable by the inner axes */
     for (int x = 0; x < n; x++) {
         if (x > 0 && s[x] <= span)
-            return sattn__fail("%s describes a tensor that overlaps itself: a stride of %lld "
+            return sattn__fail("%s lays out %s so that it overlaps itself: a stride of %lld "
                                "does not step past the %lld elements the inner axes span",
-                               name, (long long)s[x], (long long)(span + 1));
+                               name, tensor, (long long)s[x], (long long)(span + 1));
         span += s[x] * (e[x] - 1);
     }
     return SATTN_OK;
@@ -173,11 +182,11 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     int64_t rows_kv = p->cu_seqlens_kv ? p->cu_seqlens_kv[p->batch] : p->seq_kv;
     int64_t ext_q[3] = {p->cu_seqlens_q ? 1 : p->batch, rows_q, p->heads_q};
     int64_t ext_kv[3] = {p->cu_seqlens_kv ? 1 : p->batch, rows_kv, heads_kv};
-    TRY(check_no_overlap("o_stride", os, ext_q, dv_dim));
+    TRY(check_no_overlap("o_stride", "out", os, ext_q, dv_dim));
     if (which == SATTN__BACKWARD) {
-        TRY(check_no_overlap("q_stride (the layout of dq)", qs, ext_q, p->head_dim));
-        TRY(check_no_overlap("k_stride (the layout of dk)", ks, ext_kv, p->head_dim));
-        TRY(check_no_overlap("v_stride (the layout of dv)", vs, ext_kv, dv_dim));
+        TRY(check_no_overlap("q_stride", "dq", qs, ext_q, p->head_dim));
+        TRY(check_no_overlap("k_stride", "dk", ks, ext_kv, p->head_dim));
+        TRY(check_no_overlap("v_stride", "dv", vs, ext_kv, dv_dim));
     }
 
     /* ---- optional score terms ---- */

@@ -168,12 +168,12 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
         }
     }
 
-    /* normalise: out = o / sum (kept weights also carry 1/(1-p)); lse = mx + log(sum) */
+    /* normalise: out = o / sum; lse = mx + log(sum) */
     float *lrow = c->lse ? c->lse + s->lse_row0 + h * s->lse_hstride + i0 : NULL;
     for (int r = 0; r < mv; r++) {
         float *orow = w->o + (size_t)r * (size_t)dv;
         if (w->sum[r] > 0) {
-            float inv = pr->dropout_scale / w->sum[r];
+            float inv = 1.0f / w->sum[r]; /* kept weights already carry 1/(1-p) */
             for (int e = 0; e < dv; e++) orow[e] *= inv;
             if (lrow) lrow[r] = w->mx[r] + logf(w->sum[r]);
         } else { /* every key masked */

@@ -54,10 +54,11 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
         int64_t i = i0 + r;
         float *row = S + (int64_t)r * lds;
         if (cap > 0) {
-            float *t = tanh_out + (int64_t)r * lds;
+            float *t = tanh_out ? tanh_out + (int64_t)r * lds : NULL;
             for (int c = 0; c < nk; c++) {
-                t[c] = tanhf(row[c] / cap);
-                row[c] = cap * t[c];
+                float th = tanhf(row[c] / cap);
+                if (t) t[c] = th;
+                row[c] = cap * th;
             }
         }
         if (p->alibi_slopes) {
