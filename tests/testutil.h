@@ -26,7 +26,11 @@
 extern long tu_checks, tu_failures;
 extern int tu_quiet;   /* nonzero: tu_run_case / tu_compare print no details */
 
-/* Call first in main: stdout line-buffered, so a crash keeps what was printed. */
+/* Exit status of a test that could not run here (ctest reports it as skipped). */
+#define TU_SKIP_STATUS 77
+
+/* Call first in main: stdout line-buffered, so a crash keeps what was printed; exits
+   with TU_SKIP_STATUS if SATTN_ISA names a kernel set the library does not run here. */
 void tu_begin(void);
 /* Counts one check; prints "FAIL: <message>" if !ok. Returns ok. */
 int tu_check(int ok, const char *fmt, ...)

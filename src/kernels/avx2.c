@@ -3,7 +3,8 @@
  * gemm: a micro-kernel of up to 6 rows x 16 columns of C (12 ymm accumulators, 2
  * vectors of B and one broadcast per step: 15 of the 16 registers). exp: the same
  * Cephes polynomial as the AVX-512 file, with 2^n built in the exponent field;
- * arguments below -87.3 (results below the smallest normal float) give 0. */
+ * arguments below -87.3 (results below the smallest normal float) give 0, and
+ * arguments whose exp overflows give +inf, as expf does. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 ALWAYS_INLINE __m256 exp256(__m256 x)
 {
     __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ); /* also -inf */
+    __m256 huge = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ); /* exp overflows */
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
     x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
@@ -36,6 +38,7 @@ ALWAYS_INLINE __m256 exp256(__m256 x)
     __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
     p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    p = _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY), huge);
     return _mm256_andnot_ps(tiny, p);
 }
 

@@ -16,9 +16,11 @@
 
 ALWAYS_INLINE __m512 exp512(__m512 x)
 {
-    /* exp(-104) < 2^-150 rounds to 0: clamping there maps -inf to exactly 0 */
+    /* exp(-104) < 2^-150 rounds to 0: clamping there maps -inf to exactly 0; above
+       1000 the result is +inf either way (vscalefps overflows to inf), and +inf stays
+       out of the inf - inf of the reduction */
     x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(1000.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);

@@ -1,0 +1,226 @@
+/* Every SIMD kernel table against the generic one, piece by piece: gemm over random
+ * shapes (1..70 rows and columns, tails of every width), A strides (plain and
+ * transposed), accumulate on/off, the exact form against NaN in B; the three
+ * softmax steps, including -inf rows, fully masked rows and extreme scores.
+ *
+ * The generic table is itself checked against double-precision sums here, and the
+ * whole suite runs once per ISA (SATTN_ISA) against the reference. A table this CPU
+ * cannot run is reported as SKIPPED, loudly, and is not counted as a pass. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+static int cpu_runs(const char *name)
+{
+#if defined(__x86_64__) || defined(_M_X64)
+    if (!strcmp(name, "avx512")) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return !strcmp(name, "generic");
+}
+
+static void fill(float *x, int n, tu_rng *r, double lo, double hi)
+{
+    for (int i = 0; i < n; i++) x[i] = (float)tu_unif(r, lo, hi);
+}
+
+/* |x - y| <= tol * scale, elementwise; NaN must match NaN. */
+static double max_rel(const float *x, const float *y, int n, double scale)
+{
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        if (isnan(x[i]) || isnan(y[i])) {
+            if (!(isnan(x[i]) && isnan(y[i]))) return INFINITY;
+            continue;
+        }
+        if (isinf(x[i]) || isinf(y[i])) {
+            if (x[i] != y[i]) return INFINITY;
+            continue;
+        }
+        double e = fabs((double)x[i] - y[i]) / scale;
+        worst = e > worst ? e : worst;
+    }
+    return worst;
+}
+
+/* ---- gemm ---- */
+
+static void check_gemm(const sattn__kernels *kt, tu_rng *r)
+{
+    const sattn__kernels *gen = &sattn__kernels_generic;
+    double worst = 0;
+    for (int t = 0; t < 400; t++) {
+        int m = (int)tu_range(r, 1, 70), n = (int)tu_range(r, 1, 140), k = (int)tu_range(r, 1, 130);
+        int trans = tu_chance(r, 0.5), acc = tu_chance(r, 0.5);
+        int lda = trans ? m + (int)tu_range(r, 0, 5) : k + (int)tu_range(r, 0, 5);
+        int ldb = n + (int)tu_range(r, 0, 20), ldc = n + (int)tu_range(r, 0, 9);
+        int ars = trans ? 1 : lda, acs = trans ? lda : 1;
+        float *A = malloc(sizeof(float) * (size_t)(trans ? k * lda : m * lda));
+        float *B = malloc(sizeof(float) * (size_t)(k * ldb));
+        float *C0 = malloc(sizeof(float) * (size_t)(m * ldc)), *C1 = malloc(sizeof(float) * (size_t)(m * ldc));
+        double *ref = malloc(sizeof(double) * (size_t)(m * n));
+        fill(A, trans ? k * lda : m * lda, r, -1, 1);
+        fill(B, k * ldb, r, -1, 1);
+        fill(C0, m * ldc, r, -1, 1);
+        memcpy(C1, C0, sizeof(float) * (size_t)(m * ldc));
+        /* zero some A entries and put NaN in the matching B rows for the exact form */
+        int exact = tu_chance(r, 0.25);
+        if (exact)
+            for (int kk = 0; kk < k; kk += 3) {
+                for (int i = 0; i < m; i++) A[i * ars + kk * acs] = 0.0f;
+                B[kk * ldb + (int)tu_range(r, 0, n - 1)] = NAN;
+            }
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double s = acc ? C0[i * ldc + j] : 0;
+                for (int kk = 0; kk < k; kk++) {
+                    double a = A[i * ars + kk * acs];
+                    if (a != 0) s += a * B[kk * ldb + j];
+                }
+                ref[i * n + j] = s;
+            }
+        gen->gemm(C0, ldc, A, ars, acs, B, ldb, m, n, k, acc, exact);
+        kt->gemm(C1, ldc, A, ars, acs, B, ldb, m, n, k, acc, exact);
+        /* f32 sums of k products of magnitude <= 1: the error is below k * 2^-24 * 2 */
+        double tol = 2.0 * (k + 1) * 0x1p-24;
+        double e_kt = 0, e_gen = 0;
+        int cols_untouched = 1;
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double x = fabs(C1[i * ldc + j] - ref[i * n + j]), y = fabs(C0[i * ldc + j] - ref[i * n + j]);
+                if (isnan(C1[i * ldc + j])) x = INFINITY;
+                if (isnan(C0[i * ldc + j])) y = INFINITY;
+                e_kt = x > e_kt ? x : e_kt;
+                e_gen = y > e_gen ? y : e_gen;
+            }
+            for (int j = n; j < ldc; j++) cols_untouched &= C1[i * ldc + j] == C0[i * ldc + j];
+        }
+        tu_check(e_gen <= tol, "generic gemm m=%d n=%d k=%d trans=%d acc=%d exact=%d: err %.3g > %.3g", m, n,
+                 k, trans, acc, exact, e_gen, tol);
+        tu_check(e_kt <= tol, "%s gemm m=%d n=%d k=%d trans=%d acc=%d exact=%d: err %.3g > %.3g", kt->name, m,
+                 n, k, trans, acc, exact, e_kt, tol);
+        tu_check(cols_untouched, "%s gemm m=%d n=%d: wrote past column n", kt->name, m, n);
+        worst = e_kt / tol > worst ? e_kt / tol : worst;
+        free(A), free(B), free(C0), free(C1), free(ref);
+    }
+    printf("%-8s gemm: 400 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
+/* ---- softmax ---- */
+
+static void check_softmax(const sattn__kernels *kt, tu_rng *r)
+{
+    const sattn__kernels *gen = &sattn__kernels_generic;
+    double worst = 0;
+    for (int t = 0; t < 300; t++) {
+        int m = (int)tu_range(r, 1, 9), n = (int)tu_range(r, 1, 80), dv = (int)tu_range(r, 1, 40);
+        int lds = n + 3, ldo = dv + 1;
+        double spread = tu_chance(r, 0.2) ? 2e4 : 10.0; /* extreme logits now and then */
+        float *S0 = malloc(sizeof(float) * (size_t)(m * lds)), *S1 = malloc(sizeof(float) * (size_t)(m * lds));
+        float *O0 = malloc(sizeof(float) * (size_t)(m * ldo)), *O1 = malloc(sizeof(float) * (size_t)(m * ldo));
+        float mx0[9], mx1[9], sum0[9], sum1[9], lse[9], D[9];
+        fill(S0, m * lds, r, -spread, spread);
+        fill(O0, m * ldo, r, -1, 1);
+        for (int i = 0; i < m; i++) {
+            int kind = (int)tu_range(r, 0, 3); /* 0: fresh row, 1: running state, 2: all -inf, 3: some -inf */
+            mx0[i] = kind == 1 ? (float)tu_unif(r, -spread, spread) : -INFINITY;
+            sum0[i] = kind == 1 ? (float)tu_unif(r, 0.5, 3) : 0.0f;
+            for (int j = 0; j < n; j++)
+                if (kind == 2 || (kind == 3 && tu_chance(r, 0.5))) S0[i * lds + j] = -INFINITY;
+            lse[i] = kind == 2 ? -INFINITY : (float)tu_unif(r, -spread, spread) + 5.0f;
+            D[i] = (float)tu_unif(r, -1, 1);
+        }
+        memcpy(S1, S0, sizeof(float) * (size_t)(m * lds));
+        memcpy(O1, O0, sizeof(float) * (size_t)(m * ldo));
+        memcpy(mx1, mx0, sizeof mx0), memcpy(sum1, sum0, sizeof sum0);
+        gen->softmax_online(S0, lds, m, n, mx0, sum0, O0, ldo, dv);
+        kt->softmax_online(S1, lds, m, n, mx1, sum1, O1, ldo, dv);
+        /* exp to a few ulp: 8 ulp of headroom for the polynomial and the rescale */
+        const double tol = 8 * 0x1p-24;
+        double e = max_rel(S0, S1, m * lds, 1.0);
+        e = fmax(e, max_rel(O0, O1, m * ldo, 1.0));
+        for (int i = 0; i < m; i++) {
+            /* the row sum adds n terms in another order: n ulp more */
+            double esum = max_rel(&sum0[i], &sum1[i], 1, fmax(1.0, fabs(sum0[i])));
+            tu_check(esum <= tol + n * 0x1p-24, "%s softmax_online row sum m=%d n=%d: err %.3g", kt->name, m, n,
+                     esum);
+            tu_check(mx0[i] == mx1[i] || (isnan(mx0[i]) && isnan(mx1[i])), "%s softmax_online: row max %g vs %g",
+                     kt->name, mx0[i], mx1[i]);
+            int all_zero = 1;
+            for (int j = 0; j < n; j++) all_zero &= S1[i * lds + j] == 0.0f;
+            if (mx1[i] == -INFINITY)
+                tu_check(all_zero && sum1[i] == 0.0f, "%s softmax_online: a fully masked row must give P = 0, sum = 0",
+                         kt->name);
+        }
+        tu_check(e <= tol, "%s softmax_online m=%d n=%d: err %.3g > %.3g", kt->name, m, n, e, tol);
+        worst = fmax(worst, e / tol);
+
+        /* recompute: P = exp(S - lse) */
+        fill(S0, m * lds, r, -spread, spread);
+        for (int j = 0; j < n; j += 4) S0[j] = -INFINITY;
+        memcpy(S1, S0, sizeof(float) * (size_t)(m * lds));
+        gen->softmax_recompute(S0, lds, m, n, lse);
+        kt->softmax_recompute(S1, lds, m, n, lse);
+        e = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float a = S0[i * lds + j], b = S1[i * lds + j];
+                if (isinf(a) || isinf(b)) { /* exp overflow must agree */
+                    e = a == b ? e : INFINITY;
+                    continue;
+                }
+                e = fmax(e, fabs((double)a - b) / fmax(1e-30, fabs((double)a)) * (fabs(a) > 1e-37));
+            }
+        tu_check(e <= tol, "%s softmax_recompute m=%d n=%d: relative err %.3g > %.3g", kt->name, m, n, e, tol);
+        for (int i = 0; i < m; i++)
+            if (lse[i] == -INFINITY)
+                for (int j = 0; j < n; j++)
+                    tu_check(S1[i * lds + j] == 0.0f, "%s softmax_recompute: lse = -inf must give 0", kt->name);
+
+        /* grad: dS = P (dP - D), exactly 0 where P == 0 even if dP is NaN */
+        fill(S0, m * lds, r, 0, 1);
+        for (int j = 0; j < m * lds; j += 3) S0[j] = 0.0f;
+        float *G0 = malloc(sizeof(float) * (size_t)(m * lds)), *G1 = malloc(sizeof(float) * (size_t)(m * lds));
+        fill(G0, m * lds, r, -1, 1);
+        for (int j = 0; j < m * lds; j += 6) G0[j] = NAN; /* where P is 0 */
+        memcpy(G1, G0, sizeof(float) * (size_t)(m * lds));
+        gen->softmax_grad(G0, lds, S0, lds, m, n, D);
+        kt->softmax_grad(G1, lds, S0, lds, m, n, D);
+        int nan_out = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) nan_out |= isnan(G1[i * lds + j]);
+        tu_check(!nan_out, "%s softmax_grad: NaN in dP where P == 0 leaked", kt->name);
+        tu_check(max_rel(G0, G1, m * lds, 1.0) <= 2 * 0x1p-24, "%s softmax_grad differs from generic", kt->name);
+        free(G0), free(G1), free(S0), free(S1), free(O0), free(O1);
+    }
+    printf("%-8s softmax: 300 cases, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
+int main(void)
+{
+    tu_begin();
+    const sattn__kernels *tables[] = {&sattn__kernels_generic,
+#if defined(SATTN_HAVE_X86_KERNELS)
+                                      &sattn__kernels_avx2, &sattn__kernels_avx512
+#endif
+    };
+    int skipped = 0;
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        const sattn__kernels *kt = tables[i];
+        if (!cpu_runs(kt->name)) {
+            printf("SKIPPED: %s kernels (this CPU cannot run them)\n", kt->name);
+            skipped++;
+            continue;
+        }
+        tu_rng r;
+        tu_seed(&r, 1234 + i);
+        check_gemm(kt, &r);
+        check_softmax(kt, &r);
+    }
+    if (skipped) printf("%d kernel table(s) SKIPPED\n", skipped);
+    return tu_summary("test_kernels");
+}
