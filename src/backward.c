@@ -24,7 +24,7 @@
 #include "kernels/kernels.h"
 #include "sattn_internal.h"
 
-#define SATTN__DQ_BYTES ((size_t)16 << 20)
+#define SATTN__GROUP_BYTES ((size_t)24 << 20)
 
 typedef struct bwd_scratch {
     float *q, *dout, *dq;    /* (BQ, head_dim), (BQ, head_dim_v), (BQ, head_dim) */
@@ -36,7 +36,6 @@ typedef struct bwd_scratch {
     float *pz;               /* (BQ, BK) P ∘ Z */
     float *z;                /* (BQ, BK) dropout keep factors */
     float *t;                /* (BQ, BK) tanh(s / softcap) */
-    float *lse, *dd;         /* (BQ) the block's lse and D */
 } bwd_scratch;
 
 static float *carve(float **at, size_t n)
@@ -70,8 +69,6 @@ static bwd_scratch bwd_scratch_carve(const sattn__problem *pr, float *base)
     w.pz = carve(&base, t);
     w.z = carve(&base, t);
     w.t = carve(&base, t);
-    w.lse = carve(&base, SATTN__BQ);
-    w.dd = carve(&base, SATTN__BQ);
     return w;
 }
 
@@ -84,20 +81,26 @@ typedef struct bwd_args {
     void *dq, *dk, *dv;
 } bwd_args;
 
+/* The query side of a tile: scale·Q (mq, head_dim), dO (mq, head_dim_v), lse and D
+   (mq), rows ld_q / ld_o apart. Loaded into scratch, or pointing into a group's panels. */
+typedef struct qside {
+    const float *q, *dout, *lse, *dd;
+} qside;
+
 /* The tile shared by both passes: P and dS for query rows i0.. (mq) of head h against
-   key rows j0.. (nk), with w->q, w->dout, w->lse, w->dd, w->k, w->v loaded.
+   key rows j0.. (nk), with the query side x and w->kt, w->vt loaded.
    Leaves P in w->p, P ∘ Z in w->pz (when dropout is on) and dS in w->dp. */
 static void tile_grad(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t i0, int mq,
-                      int64_t j0, int nk, sattn__tile_kind kind, const bwd_scratch *w)
+                      int64_t j0, int nk, sattn__tile_kind kind, const qside *x, const bwd_scratch *w)
 {
     const sattn__problem *pr = a->pr;
     const sattn__kernels *kt = a->kt;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, ld = SATTN__BK;
-    kt->gemm(w->p, ld, w->q, d, 1, w->kt, ld, mq, nk, d, 0, 0);                /* S = (scale Q)·Kᵀ */
+    kt->gemm(w->p, ld, x->q, d, 1, w->kt, ld, mq, nk, d, 0, 0);                /* S = (scale Q)·Kᵀ */
     if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
         sattn__tile_scores(pr, s, h, i0, mq, j0, nk, kind, w->p, ld, w->t);
-    kt->softmax_recompute(w->p, ld, mq, nk, w->lse);
-    kt->gemm(w->dp, ld, w->dout, dv, 1, w->vt, ld, mq, nk, dv, 0, 0);          /* dP = dO·Vᵀ */
+    kt->softmax_recompute(w->p, ld, mq, nk, x->lse);
+    kt->gemm(w->dp, ld, x->dout, dv, 1, w->vt, ld, mq, nk, dv, 0, 0);          /* dP = dO·Vᵀ */
     if (pr->dropout_p > 0) {
         sattn__tile_dropout(pr, s, h, i0, mq, j0, nk, w->z, ld);
         for (int r = 0; r < mq; r++)
@@ -106,7 +109,7 @@ static void tile_grad(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t
                 w->dp[r * ld + c] *= w->z[r * ld + c];
             }
     }
-    kt->softmax_grad(w->dp, ld, w->p, ld, mq, nk, w->dd);
+    kt->softmax_grad(w->dp, ld, w->p, ld, mq, nk, x->dd);
     if (pr->softcap > 0) /* d(cap * tanh(x / cap)) / dx = 1 - tanh² */
         for (int r = 0; r < mq; r++)
             for (int c = 0; c < nk; c++) {
@@ -116,8 +119,8 @@ static void tile_grad(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t
 }
 
 /* Loads query rows i0.. of head h with everything the tile needs. */
-static void load_query_side(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t i0, int mq,
-                            const bwd_scratch *w)
+static qside load_query_side(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t i0, int mq,
+                             const bwd_scratch *w)
 {
     const sattn__problem *pr = a->pr;
     const size_t es = pr->elem_size;
@@ -127,9 +130,17 @@ static void load_query_side(const bwd_args *a, const sattn__seq *s, int64_t h, i
     sattn__load_rows(w->dout, dv, sattn__at(a->dout, sattn__q_elem(s, pr->os, i0, h), es),
                      pr->os[1], mq, dv, pr->dtype, 1.0f);
     int64_t li = s->lse_row0 + h * s->lse_hstride + i0;
-    memcpy(w->lse, a->lse + li, sizeof(float) * (size_t)mq);
-    memcpy(w->dd, a->dsum + li, sizeof(float) * (size_t)mq);
+    qside x = {w->q, w->dout, a->lse + li, a->dsum + li}; /* lse and D are contiguous already */
+    return x;
 }
+
+/* The fused schedule's private buffers for one group (its query heads hk·group ..):
+   the query side packed once, and the dQ accumulator. */
+typedef struct group_buf {
+    float *q;    /* (group, len_q, head_dim)   scale·Q */
+    float *dout; /* (group, len_q, head_dim_v) */
+    float *dq;   /* (group, len_q, head_dim)   dS·K summed over key blocks */
+} group_buf;
 
 /* Loads Kᵀ and Vᵀ of key rows j0.. of kv head hk, and K itself if want_k (returning 1
    if K holds NaN or Inf). */
@@ -175,10 +186,10 @@ static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
 
 /* ---- pass 1: dK, dV for key rows j0.. of kv head hk ---- */
 
-/* With dqacc (the fused schedule) it also adds dS·K into dqacc, laid out
-   (group, len_q, head_dim) for the query heads of kv head hk. */
+/* With gb (the fused schedule) it reads the query side from the group's panels and
+   also adds dS·K into the group's dQ accumulator. */
 static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64_t j0, int rows,
-                       float *dqacc, const bwd_scratch *w)
+                       const group_buf *gb, const bwd_scratch *w)
 {
     const sattn__problem *pr = a->pr;
     const sattn__kernels *kt = a->kt;
@@ -198,16 +209,23 @@ static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64
                 int mq = clamp_rows(s->len_q, i0, SATTN__BQ);
                 sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
                 if (kind == SATTN__TILE_EMPTY) continue;
-                if (!loaded) k_bad = load_key_side(a, s, hk, j0, nk, dqacc != NULL, w), loaded = 1;
-                load_query_side(a, s, h, i0, mq, w);
-                tile_grad(a, s, h, i0, mq, j0, nk, kind, w);
+                if (!loaded) k_bad = load_key_side(a, s, hk, j0, nk, gb != NULL, w), loaded = 1;
+                const int64_t row = (h - hk * pr->group) * s->len_q + i0; /* in the group's panels */
+                qside x;
+                if (gb) {
+                    int64_t li = s->lse_row0 + h * s->lse_hstride + i0;
+                    x.q = gb->q + row * d, x.dout = gb->dout + row * dv;
+                    x.lse = a->lse + li, x.dd = a->dsum + li;
+                } else {
+                    x = load_query_side(a, s, h, i0, mq, w);
+                }
+                tile_grad(a, s, h, i0, mq, j0, nk, kind, &x, w);
                 const float *pz = pr->dropout_p > 0 ? w->pz : w->p;
                 /* dV += (P∘Z)ᵀ·dO, dK += dSᵀ·(scale Q): A transposed through its strides */
-                kt->gemm(w->dv, dv, pz, 1, SATTN__BK, w->dout, dv, nk, dv, mq, 1, 0);
-                kt->gemm(w->dk, d, w->dp, 1, SATTN__BK, w->q, d, nk, d, mq, 1, 0);
-                if (dqacc) /* the same call as pass 2's, on the same tile, in the same order */
-                    kt->gemm(dqacc + ((h - hk * pr->group) * s->len_q + i0) * d, d, w->dp, SATTN__BK, 1,
-                             w->k, d, mq, d, nk, 1, k_bad);
+                kt->gemm(w->dv, dv, pz, 1, SATTN__BK, x.dout, dv, nk, dv, mq, 1, 0);
+                kt->gemm(w->dk, d, w->dp, 1, SATTN__BK, x.q, d, nk, d, mq, 1, 0);
+                if (gb) /* the same call as pass 2's, on the same tile, in the same order */
+                    kt->gemm(gb->dq + row * d, d, w->dp, SATTN__BK, 1, w->k, d, mq, d, nk, 1, k_bad);
             }
         sattn__store_rows(dk, pr->ks[1], w->dk, d, nk, d, pr->dtype, 1.0f);
         sattn__store_rows(dvp, pr->vs[1], w->dv, dv, nk, dv, pr->dtype, 1.0f);
@@ -232,7 +250,7 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
 
     if (mq > 0) {
         memset(w->dq, 0, sizeof(float) * (size_t)mq * (size_t)d);
-        load_query_side(a, s, h, i0, mq, w);
+        qside x = load_query_side(a, s, h, i0, mq, w);
         int64_t lo, hi, unused;
         sattn__row_range(pr, s, i0, &lo, &unused);
         sattn__row_range(pr, s, i0 + mq - 1, &unused, &hi);
@@ -241,7 +259,7 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
             sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
             int k_bad = load_key_side(a, s, h / pr->group, j0, nk, 1, w);
-            tile_grad(a, s, h, i0, mq, j0, nk, kind, w);
+            tile_grad(a, s, h, i0, mq, j0, nk, kind, &x, w);
             /* dQ += dS·K; NaN or Inf in K needs the exact form */
             kt->gemm(w->dq, d, w->dp, SATTN__BK, 1, w->k, d, mq, d, nk, 1, k_bad);
         }
@@ -253,24 +271,37 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
 
 /* ---- fused: everything of one (batch, kv head) group ---- */
 
-static void group_fused(const bwd_args *a, int64_t g, float *dqacc, const bwd_scratch *w)
+static void group_fused(const bwd_args *a, int64_t g, float *buf, const bwd_scratch *w)
 {
     const sattn__problem *pr = a->pr;
     const size_t es = pr->elem_size;
-    const int d = (int)pr->head_dim;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
     const int64_t hk = g % pr->heads_kv;
     sattn__seq s;
     sattn__seq_info(pr, g / pr->heads_kv, &s);
-    memset(dqacc, 0, sizeof(float) * (size_t)(pr->group * s.len_q * d));
+    const size_t rows = (size_t)(pr->group * s.len_q);
+    group_buf gb = {buf, buf + rows * (size_t)d, buf + rows * (size_t)(d + dv)};
+    for (int64_t hl = 0; hl < pr->group; hl++) {
+        int64_t h = hk * pr->group + hl;
+        for (int64_t i0 = 0; i0 < s.len_q; i0 += SATTN__BQ) { /* the loads pass 1 would make */
+            int mq = clamp_rows(s.len_q, i0, SATTN__BQ);
+            sattn__load_rows(gb.q + (hl * s.len_q + i0) * d, d, sattn__at(a->q, sattn__q_elem(&s, pr->qs, i0, h), es),
+                             pr->qs[1], mq, d, pr->dtype, pr->scale);
+            sattn__load_rows(gb.dout + (hl * s.len_q + i0) * dv, dv,
+                             sattn__at(a->dout, sattn__q_elem(&s, pr->os, i0, h), es), pr->os[1], mq, dv,
+                             pr->dtype, 1.0f);
+        }
+    }
+    memset(gb.dq, 0, sizeof(float) * rows * (size_t)d);
     for (int64_t j0 = 0; j0 < s.rows_kv; j0 += SATTN__BK)
-        dkdv_block(a, &s, hk, j0, clamp_rows(s.rows_kv, j0, SATTN__BK), dqacc, w);
+        dkdv_block(a, &s, hk, j0, clamp_rows(s.rows_kv, j0, SATTN__BK), &gb, w);
     for (int64_t hl = 0; hl < pr->group; hl++) {
         int64_t h = hk * pr->group + hl;
         char *dq = (char *)a->dq + sattn__q_elem(&s, pr->qs, 0, h) * (int64_t)es;
         /* stored block by block, as pass 2 does */
         for (int64_t i0 = 0; i0 < s.len_q; i0 += SATTN__BQ)
             sattn__store_rows(dq + i0 * pr->qs[1] * (int64_t)es, pr->qs[1],
-                              dqacc + (hl * s.len_q + i0) * d, d, clamp_rows(s.len_q, i0, SATTN__BQ), d,
+                              gb.dq + (hl * s.len_q + i0) * d, d, clamp_rows(s.len_q, i0, SATTN__BQ), d,
                               pr->dtype, pr->scale);
         if (s.len_q < s.rows_q)
             sattn__zero_rows(dq + s.len_q * pr->qs[1] * (int64_t)es, pr->qs[1],
@@ -295,11 +326,12 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
     int threads = sattn__threads();
     if (threads > items) threads = (int)items;
 
-    /* The fused schedule needs groups for every thread and a private dQ accumulator
-       (group, seq_q, head_dim) per thread of at most SATTN__DQ_BYTES. */
+    /* The fused schedule needs groups for every thread and, per thread, a group's query
+       side and dQ accumulator, (group, seq_q, 2 head_dim + head_dim_v), of at most
+       SATTN__GROUP_BYTES. */
     const int64_t groups = pr.batch * pr.heads_kv;
-    const size_t dq_floats = (size_t)(pr.group * pr.seq_q * pr.head_dim);
-    const int fused = groups >= threads && dq_floats * sizeof(float) <= SATTN__DQ_BYTES &&
+    const size_t group_floats = (size_t)(pr.group * pr.seq_q * (2 * pr.head_dim + pr.head_dim_v));
+    const int fused = groups >= threads && group_floats * sizeof(float) <= SATTN__GROUP_BYTES &&
                       (groups % threads == 0 || groups >= 4 * (int64_t)threads);
 
     /* D has the lse's layout. */
@@ -307,7 +339,7 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
     float *dsum = malloc(sizeof(float) * (nd ? nd : 1));
     if (!dsum) return sattn__fail_nomem(sizeof(float) * nd);
     size_t stride;
-    float *scratch = sattn__scratch_alloc(bwd_scratch_floats(&pr) + (fused ? dq_floats : 0), threads,
+    float *scratch = sattn__scratch_alloc(bwd_scratch_floats(&pr) + (fused ? group_floats : 0), threads,
                                           &stride);
     if (!scratch) {
         free(dsum);
@@ -329,9 +361,9 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
         }
 
         if (fused) {
-            float *dqacc = scratch + (size_t)sattn__thread_id() * stride + bwd_scratch_floats(&pr);
+            float *buf = scratch + (size_t)sattn__thread_id() * stride + bwd_scratch_floats(&pr);
             SATTN__OMP(omp for schedule(dynamic, 1))
-            for (int64_t g = 0; g < groups; g++) group_fused(&a, g, dqacc, &w);
+            for (int64_t g = 0; g < groups; g++) group_fused(&a, g, buf, &w);
         } else {
         SATTN__OMP(omp for schedule(dynamic, 1))
         for (int64_t it = 0; it < items_kv; it++) {
