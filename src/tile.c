@@ -6,6 +6,7 @@
 
 #include "convert.h"
 #include "philox.h"
+#include "kernels/kernels.h"
 #include "sattn_internal.h"
 
 /* ---- causal and window rules ---- */
@@ -137,20 +138,12 @@ static int any_nonfinite(const float *x, int n)
 int sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
                      sattn_dtype dtype, float scale)
 {
+    const sattn__kernels *kt = sattn__kernels_get();
+    const int64_t es = dtype == SATTN_F32 ? 4 : 2;
     int bad = 0;
     for (int r = 0; r < rows; r++) {
         float *d = dst + (int64_t)r * ld;
-        if (dtype == SATTN_F32) {
-            const float *s = (const float *)src + r * row_stride;
-            if (scale == 1.0f) memcpy(d, s, (size_t)cols * sizeof(float));
-            else for (int c = 0; c < cols; c++) d[c] = scale * s[c];
-        } else {
-            const uint16_t *s = (const uint16_t *)src + r * row_stride;
-            if (dtype == SATTN_F16)
-                for (int c = 0; c < cols; c++) d[c] = scale * sattn__f16_to_f32(s[c]);
-            else
-                for (int c = 0; c < cols; c++) d[c] = scale * sattn__bf16_to_f32(s[c]);
-        }
+        kt->load_row(d, (const char *)src + r * row_stride * es, cols, (int)dtype, scale);
         bad |= any_nonfinite(d, cols);
     }
     return bad;
@@ -176,19 +169,10 @@ void sattn__load_rows_t(float *dst, int ld, const void *src, int64_t row_stride,
 void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,
                        sattn_dtype dtype, float scale)
 {
-    for (int r = 0; r < rows; r++) {
-        const float *s = src + (int64_t)r * ld;
-        if (dtype == SATTN_F32) {
-            float *d = (float *)dst + r * row_stride;
-            for (int c = 0; c < cols; c++) d[c] = scale * s[c];
-        } else {
-            uint16_t *d = (uint16_t *)dst + r * row_stride;
-            if (dtype == SATTN_F16)
-                for (int c = 0; c < cols; c++) d[c] = sattn__f32_to_f16(scale * s[c]);
-            else
-                for (int c = 0; c < cols; c++) d[c] = sattn__f32_to_bf16(scale * s[c]);
-        }
-    }
+    const sattn__kernels *kt = sattn__kernels_get();
+    const int64_t es = dtype == SATTN_F32 ? 4 : 2;
+    for (int r = 0; r < rows; r++)
+        kt->store_row((char *)dst + r * row_stride * es, src + (int64_t)r * ld, cols, (int)dtype, scale);
 }
 
 void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype)

@@ -18,7 +18,8 @@ static int cpu_runs(const char *name)
 {
 #if defined(__x86_64__) || defined(_M_X64)
     if (!strcmp(name, "avx512")) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(name, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #endif
     return !strcmp(name, "generic");
 }
@@ -108,6 +109,68 @@ static void check_gemm(const sattn__kernels *kt, tu_rng *r)
         free(A), free(B), free(C0), free(C1), free(ref);
     }
     printf("%-8s gemm: 400 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
+static void check_gemm_nt(const sattn__kernels *kt, tu_rng *r)
+{
+    double worst = 0;
+    for (int t = 0; t < 200; t++) {
+        int m = (int)tu_range(r, 1, 9), n = (int)tu_range(r, 1, 70), k = (int)tu_range(r, 1, 260);
+        int lda = k + (int)tu_range(r, 0, 4), ldb = k + (int)tu_range(r, 0, 40), ldc = n + 2;
+        float *A = malloc(sizeof(float) * (size_t)(m * lda)), *B = malloc(sizeof(float) * (size_t)(n * ldb));
+        float *C = malloc(sizeof(float) * (size_t)(m * ldc));
+        fill(A, m * lda, r, -1, 1), fill(B, n * ldb, r, -1, 1), fill(C, m * ldc, r, -1, 1);
+        float guard = C[n]; /* the column after the last must stay as it was */
+        kt->gemm_nt(C, ldc, A, lda, B, ldb, m, n, k);
+        double tol = 2.0 * (k + 1) * 0x1p-24, e = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int c = 0; c < k; c++) s += (double)A[i * lda + c] * B[j * ldb + c];
+                e = fmax(e, fabs(s - C[i * ldc + j]));
+            }
+        tu_check(e <= tol, "%s gemm_nt m=%d n=%d k=%d: err %.3g > %.3g", kt->name, m, n, k, e, tol);
+        tu_check(C[n] == guard, "%s gemm_nt wrote past column n", kt->name);
+        worst = fmax(worst, e / tol);
+        free(A), free(B), free(C);
+    }
+    printf("%-8s gemm_nt: 200 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
+/* Conversions must match the generic ones bit for bit: both round to nearest even. */
+static void check_convert(const sattn__kernels *kt, tu_rng *r)
+{
+    const sattn__kernels *gen = &sattn__kernels_generic;
+    enum { N = 200 };
+    static const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65520.0f, 65519.99f, 1e6f, -1e6f,
+                                    0x1p-14f, 0x1p-24f, 0x1p-25f, 0x1.8p-24f, 3e-8f, 1e-40f, -1e-45f,
+                                    1.00048828125f /* f16 tie */, 1.001953125f, 0x1.0081p0f /* bf16 tie-ish */,
+                                    0x1.0180p0f, 3.4e38f, -3.4e38f, INFINITY, -INFINITY, NAN, -NAN};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    int mismatches = 0;
+    for (int dtype = 0; dtype < 3; dtype++)
+        for (int t = 0; t < 40; t++) {
+            int n = (int)tu_range(r, 1, N);
+            float x[N], y0[N], y1[N];
+            uint16_t h0[N], h1[N];
+            float scale = t % 3 ? 1.0f : (float)tu_unif(r, 0.1, 3);
+            for (int i = 0; i < n; i++)
+                x[i] = tu_chance(r, 0.3) ? special[tu_range(r, 0, ns - 1)] : (float)tu_unif(r, -70000, 70000) *
+                                                                               (tu_chance(r, 0.5) ? 1e-6f : 1.0f);
+            /* store: f32 -> dtype */
+            float f0[N], f1[N];
+            void *s0 = dtype == SATTN_F32 ? (void *)f0 : (void *)h0, *s1 = dtype == SATTN_F32 ? (void *)f1 : (void *)h1;
+            gen->store_row(s0, x, n, dtype, scale);
+            kt->store_row(s1, x, n, dtype, scale);
+            mismatches += memcmp(s0, s1, (size_t)n * (dtype == SATTN_F32 ? 4 : 2)) != 0;
+            /* load: dtype -> f32, from the stored values */
+            gen->load_row(y0, s0, n, dtype, scale);
+            kt->load_row(y1, s0, n, dtype, scale);
+            for (int i = 0; i < n; i++) mismatches += memcmp(&y0[i], &y1[i], 4) != 0 && !(isnan(y0[i]) && isnan(y1[i]));
+        }
+    tu_check(mismatches == 0, "%s load_row/store_row differ from generic in %d places", kt->name, mismatches);
+    printf("%-8s conversions: f32/f16/bf16 rows with NaN, Inf, subnormals, ties: %d mismatches\n", kt->name,
+           mismatches);
 }
 
 /* ---- softmax ---- */
@@ -219,6 +282,8 @@ int main(void)
         tu_rng r;
         tu_seed(&r, 1234 + i);
         check_gemm(kt, &r);
+        check_gemm_nt(kt, &r);
+        check_convert(kt, &r);
         check_softmax(kt, &r);
     }
     if (skipped) printf("%d kernel table(s) SKIPPED\n", skipped);

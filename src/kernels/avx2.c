@@ -1,4 +1,4 @@
-/* AVX2 + FMA kernels (this file alone is compiled with -mavx2 -mfma).
+/* AVX2 + FMA + F16C kernels (this file alone is compiled with -mavx2 -mfma -mf16c).
  *
  * gemm: a micro-kernel of up to 6 rows x 16 columns of C (12 ymm accumulators, 2
  * vectors of B and one broadcast per step: 15 of the 16 registers). exp: the same
@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "sattn.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -117,6 +118,102 @@ static void gemm(float *C, int ldc, const float *A, int ars, int acs, const floa
     }
 }
 
+/* ---- gemm_nt: dot products, R rows of A x 4 keys of B per pass ---- */
+
+ALWAYS_INLINE void nt_micro(const int R, float *C, int ldc, const float *A, int lda, const float *B,
+                            int ldb, int nb, int k)
+{
+    __m256 acc[2][4];
+    const __m256i full = _mm256_set1_epi32(-1);
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();
+    for (int c = 0; c < k; c += 8) {
+        __m256i t = c + 8 <= k ? full : tail_mask(k - c);
+        __m256 bv[4];
+        for (int u = 0; u < 4; u++)
+            bv[u] = u < nb ? _mm256_maskload_ps(B + (int64_t)u * ldb + c, t) : _mm256_setzero_ps();
+        for (int r = 0; r < R; r++) {
+            __m256 av = _mm256_maskload_ps(A + (int64_t)r * lda + c, t);
+            for (int u = 0; u < 4; u++) acc[r][u] = _mm256_fmadd_ps(av, bv[u], acc[r][u]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < nb; u++) C[(int64_t)r * ldc + u] = hsum(acc[r][u]);
+}
+
+static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int m, int n,
+                    int k)
+{
+    for (int j = 0; j < n; j += 4) {
+        int nb = n - j < 4 ? n - j : 4;
+        for (int i = 0; i < m; i += 2) {
+            float *c = C + (int64_t)i * ldc + j;
+            const float *a = A + (int64_t)i * lda, *b = B + (int64_t)j * ldb;
+            if (m - i >= 2) nt_micro(2, c, ldc, a, lda, b, ldb, nb, k);
+            else nt_micro(1, c, ldc, a, lda, b, ldb, nb, k);
+        }
+    }
+}
+
+/* ---- storage conversions: 8 at a time (F16C for f16), the tail by the generic code ---- */
+
+static void load_row(float *dst, const void *src, int n, int dtype, float scale)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    int c = 0;
+    if (dtype == SATTN_F32) {
+        const float *s = src;
+        for (; c + 8 <= n; c += 8) _mm256_storeu_ps(dst + c, _mm256_mul_ps(vs, _mm256_loadu_ps(s + c)));
+    } else if (dtype == SATTN_F16) {
+        const uint16_t *s = src;
+        for (; c + 8 <= n; c += 8)
+            _mm256_storeu_ps(dst + c, _mm256_mul_ps(vs, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + c)))));
+    } else {
+        const uint16_t *s = src;
+        for (; c + 8 <= n; c += 8) {
+            __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + c)));
+            _mm256_storeu_ps(dst + c, _mm256_mul_ps(vs, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16))));
+        }
+    }
+    if (c < n)
+        sattn__load_row_generic(dst + c, (const char *)src + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), n - c,
+                                dtype, scale);
+}
+
+static void store_row(void *dst, const float *src, int n, int dtype, float scale)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    int c = 0;
+    if (dtype == SATTN_F32) {
+        float *d = dst;
+        for (; c + 8 <= n; c += 8) _mm256_storeu_ps(d + c, _mm256_mul_ps(vs, _mm256_loadu_ps(src + c)));
+    } else if (dtype == SATTN_F16) {
+        uint16_t *d = dst;
+        for (; c + 8 <= n; c += 8) {
+            __m128i h = _mm256_cvtps_ph(_mm256_mul_ps(vs, _mm256_loadu_ps(src + c)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm_storeu_si128((__m128i *)(d + c), h);
+        }
+    } else {
+        uint16_t *d = dst;
+        for (; c + 8 <= n; c += 8) {
+            __m256 x = _mm256_mul_ps(vs, _mm256_loadu_ps(src + c));
+            __m256i u = _mm256_castps_si256(x);
+            __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+            __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+            __m256i nanr = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+            __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+            r = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nanr), nan));
+            /* 32 -> 16 bits: packus works within 128-bit lanes, then gather lanes 0 and 2 */
+            __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+            _mm_storeu_si128((__m128i *)(d + c), _mm256_castsi256_si128(p));
+        }
+    }
+    if (c < n)
+        sattn__store_row_generic((char *)dst + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), src + c, n - c, dtype,
+                                 scale);
+}
+
 /* ---- softmax ---- */
 
 static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
@@ -195,6 +292,9 @@ static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, in
 const sattn__kernels sattn__kernels_avx2 = {
     .name = "avx2",
     .gemm = gemm,
+    .gemm_nt = gemm_nt,
+    .load_row = load_row,
+    .store_row = store_row,
     .softmax_online = softmax_online,
     .softmax_recompute = softmax_recompute,
     .softmax_grad = softmax_grad,

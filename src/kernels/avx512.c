@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "sattn.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -95,6 +96,103 @@ static void gemm(float *C, int ldc, const float *A, int ars, int acs, const floa
     }
 }
 
+/* ---- gemm_nt: dot products, R rows of A x 4 keys of B per pass ---- */
+
+ALWAYS_INLINE void nt_micro(const int R, float *C, int ldc, const float *A, int lda, const float *B,
+                            int ldb, int nb, int k)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
+    for (int c = 0; c < k; c += 16) {
+        __mmask16 t = tail_mask(k - c);
+        __m512 bv[4];
+        for (int u = 0; u < 4; u++)
+            bv[u] = u < nb ? _mm512_maskz_loadu_ps(t, B + (int64_t)u * ldb + c) : _mm512_setzero_ps();
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_maskz_loadu_ps(t, A + (int64_t)r * lda + c);
+            for (int u = 0; u < 4; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < nb; u++) C[(int64_t)r * ldc + u] = _mm512_reduce_add_ps(acc[r][u]);
+}
+
+static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int m, int n,
+                    int k)
+{
+    for (int j = 0; j < n; j += 4) {
+        int nb = n - j < 4 ? n - j : 4;
+        for (int i = 0; i < m; i += 4) {
+            float *c = C + (int64_t)i * ldc + j;
+            const float *a = A + (int64_t)i * lda, *b = B + (int64_t)j * ldb;
+            switch (m - i < 4 ? m - i : 4) {
+            case 1: nt_micro(1, c, ldc, a, lda, b, ldb, nb, k); break;
+            case 2: nt_micro(2, c, ldc, a, lda, b, ldb, nb, k); break;
+            case 3: nt_micro(3, c, ldc, a, lda, b, ldb, nb, k); break;
+            default: nt_micro(4, c, ldc, a, lda, b, ldb, nb, k); break;
+            }
+        }
+    }
+}
+
+/* ---- storage conversions: 16 at a time, the tail by the generic code ---- */
+
+static void load_row(float *dst, const void *src, int n, int dtype, float scale)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    int c = 0;
+    if (dtype == SATTN_F32) {
+        const float *s = src;
+        for (; c + 16 <= n; c += 16) _mm512_storeu_ps(dst + c, _mm512_mul_ps(vs, _mm512_loadu_ps(s + c)));
+    } else if (dtype == SATTN_F16) {
+        const uint16_t *s = src;
+        for (; c + 16 <= n; c += 16)
+            _mm512_storeu_ps(dst + c, _mm512_mul_ps(vs, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + c)))));
+    } else {
+        const uint16_t *s = src;
+        for (; c + 16 <= n; c += 16) {
+            __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s + c)));
+            _mm512_storeu_ps(dst + c, _mm512_mul_ps(vs, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16))));
+        }
+    }
+    if (c < n)
+        sattn__load_row_generic(dst + c, (const char *)src + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), n - c,
+                                dtype, scale);
+}
+
+static void store_row(void *dst, const float *src, int n, int dtype, float scale)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    int c = 0;
+    if (dtype == SATTN_F32) {
+        float *d = dst;
+        for (; c + 16 <= n; c += 16) _mm512_storeu_ps(d + c, _mm512_mul_ps(vs, _mm512_loadu_ps(src + c)));
+    } else if (dtype == SATTN_F16) {
+        uint16_t *d = dst;
+        for (; c + 16 <= n; c += 16) {
+            __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(vs, _mm512_loadu_ps(src + c)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_storeu_si256((__m256i *)(d + c), h);
+        }
+    } else {
+        uint16_t *d = dst;
+        for (; c + 16 <= n; c += 16) {
+            __m512 x = _mm512_mul_ps(vs, _mm512_loadu_ps(src + c));
+            __m512i u = _mm512_castps_si512(x);
+            /* round to nearest even on the upper half; NaN keeps its top bits, made quiet */
+            __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+            __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+            __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+            r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+            _mm256_storeu_si256((__m256i *)(d + c), _mm512_cvtepi32_epi16(r));
+        }
+    }
+    if (c < n)
+        sattn__store_row_generic((char *)dst + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), src + c, n - c, dtype,
+                                 scale);
+}
+
 /* ---- softmax ---- */
 
 static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
@@ -170,6 +268,9 @@ static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, in
 const sattn__kernels sattn__kernels_avx512 = {
     .name = "avx512",
     .gemm = gemm,
+    .gemm_nt = gemm_nt,
+    .load_row = load_row,
+    .store_row = store_row,
     .softmax_online = softmax_online,
     .softmax_recompute = softmax_recompute,
     .softmax_grad = softmax_grad,

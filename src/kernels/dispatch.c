@@ -16,7 +16,10 @@ typedef struct isa_entry {
 #if defined(SATTN_HAVE_X86_KERNELS)
 /* __builtin_cpu_supports also checks that the OS saves the wide registers. */
 static int runs_avx512(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); }
-static int runs_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+static int runs_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
 #endif
 static int runs_generic(void) { return 1; }
 

@@ -4,7 +4,9 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "../convert.h"
 #include "kernels.h"
+#include "sattn.h"
 
 /* ---- tile products ---- */
 
@@ -27,6 +29,53 @@ void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, co
             float a = A[(int64_t)r * ars + (int64_t)kk * acs];
             if (a != 0.0f) axpy(c, a, B + (int64_t)kk * ldb, n);
         }
+    }
+}
+
+static float dot(const float *a, const float *b, int k)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* fixed lanes: vectorizes without -ffast-math */
+    int c = 0;
+    for (; c + 8 <= k; c += 8)
+        for (int u = 0; u < 8; u++) acc[u] += a[c + u] * b[c + u];
+    for (int u = 0; c < k; c++, u++) acc[u] += a[c] * b[c];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int m,
+                    int n, int k)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) C[(int64_t)i * ldc + j] = dot(A + (int64_t)i * lda, B + (int64_t)j * ldb, k);
+}
+
+/* ---- storage conversions ---- */
+
+void sattn__load_row_generic(float *dst, const void *src, int n, int dtype, float scale)
+{
+    if (dtype == SATTN_F32) {
+        const float *s = src;
+        for (int c = 0; c < n; c++) dst[c] = scale * s[c];
+    } else if (dtype == SATTN_F16) {
+        const uint16_t *s = src;
+        for (int c = 0; c < n; c++) dst[c] = scale * sattn__f16_to_f32(s[c]);
+    } else {
+        const uint16_t *s = src;
+        for (int c = 0; c < n; c++) dst[c] = scale * sattn__bf16_to_f32(s[c]);
+    }
+}
+
+void sattn__store_row_generic(void *dst, const float *src, int n, int dtype, float scale)
+{
+    if (dtype == SATTN_F32) {
+        float *d = dst;
+        for (int c = 0; c < n; c++) d[c] = scale * src[c];
+    } else if (dtype == SATTN_F16) {
+        uint16_t *d = dst;
+        for (int c = 0; c < n; c++) d[c] = sattn__f32_to_f16(scale * src[c]);
+    } else {
+        uint16_t *d = dst;
+        for (int c = 0; c < n; c++) d[c] = sattn__f32_to_bf16(scale * src[c]);
     }
 }
 
@@ -81,6 +130,9 @@ static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, in
 const sattn__kernels sattn__kernels_generic = {
     .name = "generic",
     .gemm = sattn__gemm_generic,
+    .gemm_nt = gemm_nt,
+    .load_row = sattn__load_row_generic,
+    .store_row = sattn__store_row_generic,
     .softmax_online = softmax_online,
     .softmax_recompute = softmax_recompute,
     .softmax_grad = softmax_grad,

@@ -23,6 +23,16 @@ typedef struct sattn__kernels {
     void (*gemm)(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
                  int m, int n, int k, int accumulate, int exact);
 
+    /* C[m][n] = sum_k A[m][k] * B[n][k]: the dot-product form, for few rows of A
+       against keys read in place (decode: B = K rows as stored, no transpose). */
+    void (*gemm_nt)(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                    int m, int n, int k);
+
+    /* dst[c] = scale * src[c] for c < n, src stored as dtype (f32, f16 or bf16). */
+    void (*load_row)(float *dst, const void *src, int n, int dtype, float scale);
+    /* dst[c] = scale * src[c] rounded to dtype, nearest even (NaN stays NaN). */
+    void (*store_row)(void *dst, const float *src, int n, int dtype, float scale);
+
     /* Online softmax over one key block, row by row:
          mx' = max(mx, max_c S[r][c]);  alpha = exp(mx - mx')
          S[r][c] = exp(S[r][c] - mx')   (0 for -inf scores)
@@ -45,8 +55,11 @@ extern const sattn__kernels sattn__kernels_generic;
 extern const sattn__kernels sattn__kernels_avx2;
 extern const sattn__kernels sattn__kernels_avx512;
 
-/* The generic gemm, for the exact case of the SIMD tables. */
+/* The generic gemm, for the exact case of the SIMD tables, and the generic row
+   conversions, for the tails and dtypes a SIMD table leaves to them. */
 void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, const float *B,
                          int ldb, int m, int n, int k, int accumulate, int exact);
+void sattn__load_row_generic(float *dst, const void *src, int n, int dtype, float scale);
+void sattn__store_row_generic(void *dst, const float *src, int n, int dtype, float scale);
 
 #endif
