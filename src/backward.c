@@ -154,7 +154,9 @@ static int load_key_side(const bwd_args *a, const sattn__seq *s, int64_t hk, int
     sattn__load_rows_t(w->kt, SATTN__BK, k, pr->ks[1], nk, d, pr->dtype);
     sattn__load_rows_t(w->vt, SATTN__BK, sattn__at(a->v, sattn__kv_elem(s, pr->vs, j0, hk), es),
                        pr->vs[1], nk, dv, pr->dtype);
-    return want_k ? sattn__load_rows(w->k, d, k, pr->ks[1], nk, d, pr->dtype, 1.0f) : 0;
+    if (!want_k) return 0;
+    sattn__load_rows(w->k, d, k, pr->ks[1], nk, d, pr->dtype, 1.0f);
+    return sattn__rows_nonfinite(w->k, d, nk, d);
 }
 
 static int clamp_rows(int64_t len, int64_t i0, int rows)

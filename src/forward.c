@@ -17,6 +17,10 @@
 #include "sattn_internal.h"
 
 #define SATTN__PACK_BYTES ((size_t)32 << 20)
+#define SATTN__FEW_ROWS 8
+#define SATTN__PREFETCH_TILES 1 /* how far ahead the decode path asks for K and V rows */
+
+
 
 typedef struct fwd_ctx {
     const sattn__problem *pr;
@@ -90,9 +94,10 @@ static void pack_block(const fwd_ctx *c, int64_t g, int64_t kb)
     float *kt = c->pack + idx * c->block_floats;
     sattn__load_rows_t(kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(&s, pr->ks, j0, hk), es),
                        pr->ks[1], nk, d, pr->dtype);
-    c->bad[idx] = (uint8_t)sattn__load_rows(kt + (size_t)d * SATTN__BK, dv,
-                                            sattn__at(c->v, sattn__kv_elem(&s, pr->vs, j0, hk), es),
-                                            pr->vs[1], nk, dv, pr->dtype, 1.0f);
+    float *vp = kt + (size_t)d * SATTN__BK;
+    sattn__load_rows(vp, dv, sattn__at(c->v, sattn__kv_elem(&s, pr->vs, j0, hk), es), pr->vs[1], nk, dv,
+                     pr->dtype, 1.0f);
+    c->bad[idx] = (uint8_t)sattn__rows_nonfinite(vp, dv, nk, dv);
 }
 
 typedef struct kv_tile {
@@ -118,14 +123,43 @@ static kv_tile kv_block(const fwd_ctx *c, const sattn__seq *s, int64_t hk, int64
     const size_t es = pr->elem_size;
     sattn__load_rows_t(w->kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(s, pr->ks, j0, hk), es),
                        pr->ks[1], nk, d, pr->dtype);
-    t.v_bad = sattn__load_rows(w->v, dv, sattn__at(c->v, sattn__kv_elem(s, pr->vs, j0, hk), es),
-                               pr->vs[1], nk, dv, pr->dtype, 1.0f);
+    sattn__load_rows(w->v, dv, sattn__at(c->v, sattn__kv_elem(s, pr->vs, j0, hk), es), pr->vs[1], nk, dv,
+                     pr->dtype, 1.0f);
+    t.v_bad = sattn__rows_nonfinite(w->v, dv, nk, dv);
     t.kt = w->kt;
     t.v = w->v;
     return t;
 }
 
 /* ---- one query block ---- */
+
+/* Rows i0 .. i0+mq-1 of head h: the first mv from their accumulators, out = o / sum and
+   lse = mx + log(sum) (o is normalised in place); the rest, padding, zeros and -inf. */
+static void finish_rows(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t i0, int mv, int mq,
+                        float *o, const float *mx, const float *sum)
+{
+    const sattn__problem *pr = c->pr;
+    const int dv = (int)pr->head_dim_v;
+    const size_t es = pr->elem_size;
+    float *lrow = c->lse ? c->lse + s->lse_row0 + h * s->lse_hstride + i0 : NULL;
+    for (int r = 0; r < mv; r++) {
+        float *orow = o + (size_t)r * (size_t)dv;
+        if (sum[r] > 0) {
+            float inv = 1.0f / sum[r]; /* kept weights already carry 1/(1-p) */
+            for (int e = 0; e < dv; e++) orow[e] *= inv;
+            if (lrow) lrow[r] = mx[r] + logf(sum[r]);
+        } else { /* every key masked */
+            if (lrow) lrow[r] = -INFINITY;
+        }
+    }
+    char *obase = (char *)c->out + sattn__q_elem(s, pr->os, i0, h) * (int64_t)es;
+    if (mv > 0) sattn__store_rows(obase, pr->os[1], o, dv, mv, dv, pr->dtype, 1.0f);
+    if (mv < mq) {
+        sattn__zero_rows(obase + mv * pr->os[1] * (int64_t)es, pr->os[1], mq - mv, dv, pr->dtype);
+        if (lrow)
+            for (int r = mv; r < mq; r++) lrow[r] = -INFINITY;
+    }
+}
 
 /* out rows i0 .. i0+mq-1 of head h of sequence s, and their lse. */
 static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t i0, int mq,
@@ -168,25 +202,195 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
         }
     }
 
-    /* normalise: out = o / sum; lse = mx + log(sum) */
-    float *lrow = c->lse ? c->lse + s->lse_row0 + h * s->lse_hstride + i0 : NULL;
-    for (int r = 0; r < mv; r++) {
-        float *orow = w->o + (size_t)r * (size_t)dv;
-        if (w->sum[r] > 0) {
-            float inv = 1.0f / w->sum[r]; /* kept weights already carry 1/(1-p) */
-            for (int e = 0; e < dv; e++) orow[e] *= inv;
-            if (lrow) lrow[r] = w->mx[r] + logf(w->sum[r]);
-        } else { /* every key masked */
-            if (lrow) lrow[r] = -INFINITY;
+    finish_rows(c, s, h, i0, mv, mq, w->o, w->mx, w->sum);
+}
+
+/* ---- few query rows: heads stacked, keys split (flash-decoding) ---- */
+
+/* When the query rows of a kv head's group (group x seq_q) fit one block, the query
+   heads sharing a kv head are stacked into one tile, so K and V are read once per
+   group, in place when stored as f32. The keys are cut into chunks whose size depends
+   on the shape only, never on the thread count; each (group, chunk) is one work item,
+   and the chunks' partial results are merged in a fixed order through their
+   log-sum-exp, so the bits do not depend on the thread count either. */
+typedef struct split_ctx {
+    const fwd_ctx *c;
+    int64_t chunk_blocks, nchunks, rows; /* rows = group * seq_q: a part's row count */
+    float *part;                         /* (groups, nchunks, rows, head_dim_v) unnormalised O */
+    float *part_mx, *part_sum;           /* (groups, nchunks, rows) */
+} split_ctx;
+
+/* 1 if some key column of P is 0 in some row while its value row holds NaN or Inf:
+   then only the exact product keeps the masked value out. */
+static int needs_exact(const float *P, int ldp, int m, int n, const float *V, int64_t ldv, int dv)
+{
+    for (int j = 0; j < n; j++) {
+        int zero = 0;
+        for (int r = 0; r < m; r++) zero |= P[(int64_t)r * ldp + j] == 0.0f;
+        if (!zero) continue;
+        const float *vr = V + j * ldv;
+        for (int e = 0; e < dv; e++)
+            if (!(vr[e] - vr[e] == 0.0f)) return 1; /* NaN or Inf */
+    }
+    return 0;
+}
+
+static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scratch *w)
+{
+    const fwd_ctx *c = x->c;
+    const sattn__problem *pr = c->pr;
+    const sattn__kernels *kt = c->kt;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
+    const size_t es = pr->elem_size;
+    const int64_t hk = g % pr->heads_kv, h0 = hk * pr->group;
+    sattn__seq s;
+    sattn__seq_info(pr, g / pr->heads_kv, &s);
+    const int L = (int)s.len_q, rows = (int)(pr->group * s.len_q);
+
+    for (int r = 0; r < rows; r++) w->mx[r] = -INFINITY, w->sum[r] = 0.0f;
+    memset(w->o, 0, sizeof(float) * (size_t)rows * (size_t)dv);
+    if (L > 0) {
+        for (int64_t hl = 0; hl < pr->group; hl++)
+            sattn__load_rows(w->q + hl * L * d, d, sattn__at(c->q, sattn__q_elem(&s, pr->qs, 0, h0 + hl), es),
+                             pr->qs[1], L, d, pr->dtype, pr->scale);
+        int64_t lo, hi, unused;
+        sattn__row_range(pr, &s, 0, &lo, &unused);
+        sattn__row_range(pr, &s, L - 1, &unused, &hi);
+        int64_t c0 = ch * x->chunk_blocks * SATTN__BK, c1 = c0 + x->chunk_blocks * SATTN__BK;
+        if (c0 < lo / SATTN__BK * SATTN__BK) c0 = lo / SATTN__BK * SATTN__BK;
+        if (c1 > hi) c1 = hi;
+        /* f32 rows are read in place; other dtypes are converted into the scratch tiles */
+        const int in_place = pr->dtype == SATTN_F32 && pr->ks[1] <= INT32_MAX && pr->vs[1] <= INT32_MAX;
+        for (int64_t j0 = c0; j0 < c1; j0 += SATTN__BK) {
+            int nk = (int)(s.len_kv - j0 < SATTN__BK ? s.len_kv - j0 : SATTN__BK);
+            sattn__tile_kind kind = sattn__tile_classify(pr, &s, 0, L, j0, nk);
+            if (kind == SATTN__TILE_EMPTY) continue;
+            const int64_t jn = j0 + SATTN__PREFETCH_TILES * SATTN__BK; /* rows a page apart (BSHD) */
+            if (jn < c1) {                                              /* defeat the prefetcher */
+                int nn = (int)(s.len_kv - jn < SATTN__BK ? s.len_kv - jn : SATTN__BK);
+                sattn__prefetch_rows(sattn__at(c->k, sattn__kv_elem(&s, pr->ks, jn, hk), es), pr->ks[1] * (int64_t)es,
+                                     nn, (int64_t)d * (int64_t)es);
+                sattn__prefetch_rows(sattn__at(c->v, sattn__kv_elem(&s, pr->vs, jn, hk), es), pr->vs[1] * (int64_t)es,
+                                     nn, (int64_t)dv * (int64_t)es);
+            }
+            const char *kp = sattn__at(c->k, sattn__kv_elem(&s, pr->ks, j0, hk), es);
+            const char *vp = sattn__at(c->v, sattn__kv_elem(&s, pr->vs, j0, hk), es);
+            const float *V = (const float *)vp;
+            int ldv = (int)pr->vs[1];
+            if (!in_place) {
+                sattn__load_rows(w->v, dv, vp, pr->vs[1], nk, dv, pr->dtype, 1.0f);
+                V = w->v, ldv = dv;
+            }
+            /* S = (scale Q)·Kᵀ: dot products against K as stored for a few rows (decode);
+               past SATTN__FEW_ROWS the register-blocked product on Kᵀ is faster */
+            if (rows > SATTN__FEW_ROWS) {
+                sattn__load_rows_t(w->kt, SATTN__BK, kp, pr->ks[1], nk, d, pr->dtype);
+                kt->gemm(w->s, SATTN__BK, w->q, d, 1, w->kt, SATTN__BK, rows, nk, d, 0, 0);
+            } else if (in_place) {
+                kt->gemm_nt(w->s, SATTN__BK, w->q, d, (const float *)kp, (int)pr->ks[1], rows, nk, d);
+            } else {
+                sattn__load_rows(w->kt, d, kp, pr->ks[1], nk, d, pr->dtype, 1.0f); /* K rows, not Kᵀ */
+                kt->gemm_nt(w->s, SATTN__BK, w->q, d, w->kt, d, rows, nk, d);
+            }
+            for (int64_t hl = 0; hl < pr->group; hl++) {
+                float *sh = w->s + hl * L * SATTN__BK;
+                if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
+                    sattn__tile_scores(pr, &s, h0 + hl, 0, L, j0, nk, kind, sh, SATTN__BK, NULL);
+            }
+            kt->softmax_online(w->s, SATTN__BK, rows, nk, w->mx, w->sum, w->o, dv, dv);
+            if (pr->dropout_p > 0)
+                for (int64_t hl = 0; hl < pr->group; hl++) {
+                    float *sh = w->s + hl * L * SATTN__BK;
+                    sattn__tile_dropout(pr, &s, h0 + hl, 0, L, j0, nk, w->z, SATTN__BK);
+                    for (int r = 0; r < L; r++)
+                        for (int j = 0; j < nk; j++) sh[r * SATTN__BK + j] *= w->z[r * SATTN__BK + j];
+                }
+            kt->gemm(w->o, dv, w->s, SATTN__BK, 1, V, ldv, rows, dv, nk, 1,
+                     needs_exact(w->s, SATTN__BK, rows, nk, V, ldv, dv));
         }
     }
-    char *obase = (char *)c->out + sattn__q_elem(s, pr->os, i0, h) * (int64_t)es;
-    if (mv > 0) sattn__store_rows(obase, pr->os[1], w->o, dv, mv, dv, pr->dtype, 1.0f);
-    if (mv < mq) {
-        sattn__zero_rows(obase + mv * pr->os[1] * (int64_t)es, pr->os[1], mq - mv, dv, pr->dtype);
-        if (lrow)
-            for (int r = mv; r < mq; r++) lrow[r] = -INFINITY;
+    if (x->nchunks == 1) { /* the whole key range: finish here */
+        for (int64_t hl = 0; hl < pr->group; hl++)
+            finish_rows(c, &s, h0 + hl, 0, L, (int)s.rows_q, w->o + hl * L * dv, w->mx + hl * L, w->sum + hl * L);
+        return;
     }
+    const size_t slot = (size_t)(g * x->nchunks + ch) * (size_t)x->rows;
+    memcpy(x->part + slot * (size_t)dv, w->o, sizeof(float) * (size_t)rows * (size_t)dv);
+    memcpy(x->part_mx + slot, w->mx, sizeof(float) * (size_t)rows);
+    memcpy(x->part_sum + slot, w->sum, sizeof(float) * (size_t)rows);
+}
+
+/* out = sum_c exp(mx_c - M) O_c / sum_c exp(mx_c - M) sum_c, M = max_c mx_c, chunks in order. */
+static void split_merge(const split_ctx *x, int64_t g, const fwd_scratch *w)
+{
+    const fwd_ctx *c = x->c;
+    const sattn__problem *pr = c->pr;
+    const int dv = (int)pr->head_dim_v;
+    const int64_t hk = g % pr->heads_kv, h0 = hk * pr->group;
+    sattn__seq s;
+    sattn__seq_info(pr, g / pr->heads_kv, &s);
+    const int L = (int)s.len_q, rows = (int)(pr->group * s.len_q);
+    const size_t base = (size_t)(g * x->nchunks) * (size_t)x->rows;
+    for (int r = 0; r < rows; r++) {
+        float M = -INFINITY, sum = 0.0f;
+        for (int64_t ch = 0; ch < x->nchunks; ch++) {
+            float m = x->part_mx[base + (size_t)ch * (size_t)x->rows + (size_t)r];
+            M = m > M ? m : M;
+        }
+        float *o = w->o + (size_t)r * (size_t)dv;
+        memset(o, 0, sizeof(float) * (size_t)dv);
+        if (M != -INFINITY)
+            for (int64_t ch = 0; ch < x->nchunks; ch++) {
+                size_t at = base + (size_t)ch * (size_t)x->rows + (size_t)r;
+                if (x->part_mx[at] == -INFINITY) continue; /* a chunk with nothing visible */
+                float f = expf(x->part_mx[at] - M);
+                sum += f * x->part_sum[at];
+                const float *po = x->part + at * (size_t)dv;
+                for (int e = 0; e < dv; e++) o[e] += f * po[e];
+            }
+        w->mx[r] = M, w->sum[r] = sum;
+    }
+    for (int64_t hl = 0; hl < pr->group; hl++)
+        finish_rows(c, &s, h0 + hl, 0, L, (int)s.rows_q, w->o + hl * L * dv, w->mx + hl * L, w->sum + hl * L);
+}
+
+static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
+{
+    const sattn__problem *pr = c->pr;
+    /* about 64 work items in all, never chunks of fewer than 8 key blocks */
+    split_ctx x = {c, 8, 1, pr->group * pr->seq_q, NULL, NULL, NULL};
+    if (nkb * groups > 64 * 8) x.chunk_blocks = (nkb * groups + 63) / 64;
+    x.nchunks = nkb > 0 ? (nkb + x.chunk_blocks - 1) / x.chunk_blocks : 1;
+    const int64_t items = groups * x.nchunks;
+    if (x.nchunks > 1) {
+        size_t n = (size_t)items * (size_t)x.rows;
+        size_t bytes = sizeof(float) * n * (size_t)(pr->head_dim_v + 2);
+        x.part = malloc(bytes);
+        if (!x.part) return sattn__fail_nomem(bytes);
+        x.part_mx = x.part + n * (size_t)pr->head_dim_v;
+        x.part_sum = x.part_mx + n;
+    }
+    int threads = sattn__threads();
+    if (threads > items) threads = (int)items;
+    size_t stride;
+    float *scratch = sattn__scratch_alloc(fwd_scratch_floats(pr), threads, &stride);
+    if (!scratch) {
+        free(x.part);
+        return SATTN_ERR_NOMEM;
+    }
+    SATTN__OMP(omp parallel num_threads(threads))
+    {
+        fwd_scratch w = fwd_scratch_carve(pr, scratch + (size_t)sattn__thread_id() * stride);
+        SATTN__OMP(omp for schedule(dynamic, 1))
+        for (int64_t it = 0; it < items; it++) split_item(&x, it / x.nchunks, it % x.nchunks, &w);
+        if (x.nchunks > 1) {
+            SATTN__OMP(omp for schedule(static))
+            for (int64_t g = 0; g < groups; g++) split_merge(&x, g, &w);
+        }
+    }
+    sattn__scratch_free(scratch);
+    free(x.part);
+    return SATTN_OK;
 }
 
 sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, const void *v,
@@ -203,6 +407,7 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
     if (groups * items_per_group == 0) return SATTN_OK;
 
     fwd_ctx c = {&pr, sattn__kernels_get(), q, k, v, out, lse, NULL, NULL, 0, nkb, 0};
+    if (pr.group * pr.seq_q <= SATTN__BQ) return forward_split(&c, groups, nkb);
     c.block_floats = (size_t)SATTN__BK * (size_t)(pr.head_dim + pr.head_dim_v);
     /* Pack when a panel is read by more than one query block and a group fits the cap. */
     size_t group_bytes = (size_t)nkb * c.block_floats * sizeof(float) + (size_t)nkb;

@@ -126,10 +126,11 @@ void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_
 
 /* ---- storage: strided rows of f32/f16/bf16 <-> contiguous f32 tiles (tile.c) ---- */
 
-/* dst[r][c] = scale * src[r * row_stride + c] for r < rows, c < cols.
-   Returns 1 if any loaded value is NaN or Inf, else 0. */
-int sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
-                     sattn_dtype dtype, float scale);
+/* dst[r][c] = scale * src[r * row_stride + c] for r < rows, c < cols. */
+void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                      sattn_dtype dtype, float scale);
+/* 1 if any of x[r][c] (r < rows, c < cols, row stride ld) is NaN or Inf, else 0. */
+int sattn__rows_nonfinite(const float *x, int ld, int rows, int cols);
 /* The transpose: dst[c][r] = src[r * row_stride + c] (row stride of dst: ld). */
 void sattn__load_rows_t(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
                         sattn_dtype dtype);
@@ -138,6 +139,17 @@ void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, 
                        sattn_dtype dtype, float scale);
 /* dst[r * row_stride + c] = 0 for r < rows, c < cols. */
 void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype);
+
+/* Asks for rows of bytes_per_row bytes, stride bytes apart, ahead of their use. */
+static inline void sattn__prefetch_rows(const char *p, int64_t stride, int rows, int64_t bytes_per_row)
+{
+#if defined(__GNUC__)
+    for (int r = 0; r < rows; r++)
+        for (int64_t b = 0; b < bytes_per_row; b += 64) __builtin_prefetch(p + r * stride + b, 0, 3);
+#else
+    (void)p, (void)stride, (void)rows, (void)bytes_per_row;
+#endif
+}
 
 static inline const char *sattn__at(const void *base, int64_t elem, size_t elem_size)
 {

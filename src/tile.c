@@ -135,17 +135,19 @@ static int any_nonfinite(const float *x, int n)
     return bad != 0;
 }
 
-int sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
-                     sattn_dtype dtype, float scale)
+void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                      sattn_dtype dtype, float scale)
 {
     const sattn__kernels *kt = sattn__kernels_get();
     const int64_t es = dtype == SATTN_F32 ? 4 : 2;
+    for (int r = 0; r < rows; r++)
+        kt->load_row(dst + (int64_t)r * ld, (const char *)src + r * row_stride * es, cols, (int)dtype, scale);
+}
+
+int sattn__rows_nonfinite(const float *x, int ld, int rows, int cols)
+{
     int bad = 0;
-    for (int r = 0; r < rows; r++) {
-        float *d = dst + (int64_t)r * ld;
-        kt->load_row(d, (const char *)src + r * row_stride * es, cols, (int)dtype, scale);
-        bad |= any_nonfinite(d, cols);
-    }
+    for (int r = 0; r < rows; r++) bad |= any_nonfinite(x + (int64_t)r * ld, cols);
     return bad;
 }
 

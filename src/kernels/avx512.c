@@ -96,10 +96,23 @@ static void gemm(float *C, int ldc, const float *A, int ars, int acs, const floa
     }
 }
 
-/* ---- gemm_nt: dot products, R rows of A x 4 keys of B per pass ---- */
+/* ---- gemm_nt: dot products, R rows of A x NB keys of B per pass ---- */
 
-ALWAYS_INLINE void nt_micro(const int R, float *C, int ldc, const float *A, int lda, const float *B,
-                            int ldb, int nb, int k)
+static inline __m256 hi256(__m512 a) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)); }
+
+/* The sums of a0..a3 in one vector: halve to 256 bits, then a hadd tree. */
+ALWAYS_INLINE __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+{
+    __m256 r0 = _mm256_add_ps(_mm512_castps512_ps256(a0), hi256(a0));
+    __m256 r1 = _mm256_add_ps(_mm512_castps512_ps256(a1), hi256(a1));
+    __m256 r2 = _mm256_add_ps(_mm512_castps512_ps256(a2), hi256(a2));
+    __m256 r3 = _mm256_add_ps(_mm512_castps512_ps256(a3), hi256(a3));
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(r0, r1), _mm256_hadd_ps(r2, r3));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+ALWAYS_INLINE void nt_micro(const int R, const int NB, float *C, int ldc, const float *A, int lda,
+                            const float *B, int ldb, int k)
 {
     __m512 acc[4][4];
     for (int r = 0; r < R; r++)
@@ -107,16 +120,21 @@ ALWAYS_INLINE void nt_micro(const int R, float *C, int ldc, const float *A, int 
     for (int c = 0; c < k; c += 16) {
         __mmask16 t = tail_mask(k - c);
         __m512 bv[4];
-        for (int u = 0; u < 4; u++)
-            bv[u] = u < nb ? _mm512_maskz_loadu_ps(t, B + (int64_t)u * ldb + c) : _mm512_setzero_ps();
+        for (int u = 0; u < NB; u++) bv[u] = _mm512_maskz_loadu_ps(t, B + (int64_t)u * ldb + c);
         for (int r = 0; r < R; r++) {
             __m512 av = _mm512_maskz_loadu_ps(t, A + (int64_t)r * lda + c);
-            for (int u = 0; u < 4; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
+            for (int u = 0; u < NB; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int u = 0; u < nb; u++) C[(int64_t)r * ldc + u] = _mm512_reduce_add_ps(acc[r][u]);
+    for (int r = 0; r < R; r++) {
+        float sums[4];
+        _mm_storeu_ps(sums, reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
+    }
 }
+
+#define NT(R, NB) \
+    case (R) * 4 + (NB) - 1: nt_micro(R, NB, c, ldc, a, lda, b, ldb, k); break;
 
 static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int m, int n,
                     int k)
@@ -126,11 +144,9 @@ static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, 
         for (int i = 0; i < m; i += 4) {
             float *c = C + (int64_t)i * ldc + j;
             const float *a = A + (int64_t)i * lda, *b = B + (int64_t)j * ldb;
-            switch (m - i < 4 ? m - i : 4) {
-            case 1: nt_micro(1, c, ldc, a, lda, b, ldb, nb, k); break;
-            case 2: nt_micro(2, c, ldc, a, lda, b, ldb, nb, k); break;
-            case 3: nt_micro(3, c, ldc, a, lda, b, ldb, nb, k); break;
-            default: nt_micro(4, c, ldc, a, lda, b, ldb, nb, k); break;
+            switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
+                NT(1, 1) NT(1, 2) NT(1, 3) NT(1, 4) NT(2, 1) NT(2, 2) NT(2, 3) NT(2, 4)
+                NT(3, 1) NT(3, 2) NT(3, 3) NT(3, 4) NT(4, 1) NT(4, 2) NT(4, 3) NT(4, 4)
             }
         }
     }
