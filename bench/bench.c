@@ -355,6 +355,10 @@ static void decode_case(sattn_dtype dtype)
     memset(&p, 0, sizeof p);
     p.batch = 1, p.seq_q = 1, p.seq_kv = nkv, p.heads_q = hq, p.heads_kv = hk, p.head_dim = d;
     p.dtype = dtype, p.causal = SATTN_CAUSAL_BOTTOM_RIGHT;
+    /* the cache is head-major, [kv_head][seq][dim], as a KV cache keeps it: each head's
+       keys are one contiguous stream */
+    p.k_stride[0] = (int64_t)hk * nkv * d, p.k_stride[1] = d, p.k_stride[2] = (int64_t)nkv * d;
+    memcpy(p.v_stride, p.k_stride, sizeof p.k_stride);
     double ts[256], tb[256];
     for (int r = 0; r < reps; r++) {
         flush_caches();
@@ -373,13 +377,13 @@ static void decode_case(sattn_dtype dtype)
         double t0 = seconds();
         for (int h = 0; h < hq; h++) {
             int g = h / (hq / hk);
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, nkv, d, scale, kf + g * d, hk * d, q + h * d, 1, 0.0f,
-                        s + (size_t)h * nkv, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, nkv, d, scale, kf + (size_t)g * nkv * d, d, q + h * d, 1,
+                        0.0f, s + (size_t)h * nkv, 1);
         }
         for (int h = 0; h < hq; h++) {
             float mx = -INFINITY, sum = 0;
             sattn__kernels_get()->softmax_online(s + (size_t)h * nkv, nkv, 1, nkv, &mx, &sum, NULL, 0, 0);
-            cblas_sgemv(CblasRowMajor, CblasTrans, nkv, d, 1.0f / sum, vf + (h / (hq / hk)) * d, hk * d,
+            cblas_sgemv(CblasRowMajor, CblasTrans, nkv, d, 1.0f / sum, vf + (size_t)(h / (hq / hk)) * nkv * d, d,
                         s + (size_t)h * nkv, 1, 0.0f, out + h * d, 1);
         }
         tb[r] = seconds() - t0;
@@ -387,7 +391,7 @@ static void decode_case(sattn_dtype dtype)
     double t = median(ts, reps), b = median(tb, reps);
     double bytes = 2.0 * (double)kv_elems * (double)es;
     char name[64];
-    snprintf(name, sizeof name, "decode Nkv=4096 32/8 heads %s", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
+    snprintf(name, sizeof name, "decode 4096 keys 32/8 heads %s", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
     printf("%-34s %9.3f %7.1f GB/s %5.1f%% of bw %9.3f %7.2fx\n", name, t * 1e3, bytes / t * 1e-9,
            100.0 * bytes / t * 1e-9 / g_bw, b * 1e3, b / t);
     fflush(stdout);

@@ -18,7 +18,8 @@
 
 #define SATTN__PACK_BYTES ((size_t)32 << 20)
 #define SATTN__FEW_ROWS 8
-#define SATTN__PREFETCH_TILES 1 /* how far ahead the decode path asks for K and V rows */
+#define SATTN__SPLIT_ITEMS 32
+#define SATTN__PREFETCH_TILES 2 /* how far ahead the decode path asks for K and V rows */
 
 
 
@@ -265,8 +266,10 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
             int nk = (int)(s.len_kv - j0 < SATTN__BK ? s.len_kv - j0 : SATTN__BK);
             sattn__tile_kind kind = sattn__tile_classify(pr, &s, 0, L, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
-            const int64_t jn = j0 + SATTN__PREFETCH_TILES * SATTN__BK; /* rows a page apart (BSHD) */
-            if (jn < c1) {                                              /* defeat the prefetcher */
+            /* ask for the next tile now: measured faster for contiguous rows too, and rows
+               a page apart (BSHD) defeat the hardware prefetcher */
+            const int64_t jn = j0 + SATTN__PREFETCH_TILES * SATTN__BK;
+            if (jn < c1) {
                 int nn = (int)(s.len_kv - jn < SATTN__BK ? s.len_kv - jn : SATTN__BK);
                 sattn__prefetch_rows(sattn__at(c->k, sattn__kv_elem(&s, pr->ks, jn, hk), es), pr->ks[1] * (int64_t)es,
                                      nn, (int64_t)d * (int64_t)es);
@@ -305,8 +308,10 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                     for (int r = 0; r < L; r++)
                         for (int j = 0; j < nk; j++) sh[r * SATTN__BK + j] *= w->z[r * SATTN__BK + j];
                 }
+            /* only a mask zeroes a weight on purpose: unmasked tiles need no scan */
+            const int masked = kind == SATTN__TILE_PARTIAL || pr->has_score_mods;
             kt->gemm(w->o, dv, w->s, SATTN__BK, 1, V, ldv, rows, dv, nk, 1,
-                     needs_exact(w->s, SATTN__BK, rows, nk, V, ldv, dv));
+                     masked && needs_exact(w->s, SATTN__BK, rows, nk, V, ldv, dv));
         }
     }
     if (x->nchunks == 1) { /* the whole key range: finish here */
@@ -357,9 +362,10 @@ static void split_merge(const split_ctx *x, int64_t g, const fwd_scratch *w)
 static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
 {
     const sattn__problem *pr = c->pr;
-    /* about 64 work items in all, never chunks of fewer than 8 key blocks */
+    /* about SATTN__SPLIT_ITEMS work items in all, never chunks of fewer than 8 key blocks */
     split_ctx x = {c, 8, 1, pr->group * pr->seq_q, NULL, NULL, NULL};
-    if (nkb * groups > 64 * 8) x.chunk_blocks = (nkb * groups + 63) / 64;
+    if (nkb * groups > SATTN__SPLIT_ITEMS * 8)
+        x.chunk_blocks = (nkb * groups + SATTN__SPLIT_ITEMS - 1) / SATTN__SPLIT_ITEMS;
     x.nchunks = nkb > 0 ? (nkb + x.chunk_blocks - 1) / x.chunk_blocks : 1;
     const int64_t items = groups * x.nchunks;
     if (x.nchunks > 1) {

@@ -161,6 +161,9 @@ static void load_row(float *dst, const void *src, int n, int dtype, float scale)
     if (dtype == SATTN_F32) {
         const float *s = src;
         for (; c + 16 <= n; c += 16) _mm512_storeu_ps(dst + c, _mm512_mul_ps(vs, _mm512_loadu_ps(s + c)));
+    } else if (dtype == SATTN_F16 && scale == 1.0f) {
+        const uint16_t *s = src;
+        for (; c + 16 <= n; c += 16) _mm512_storeu_ps(dst + c, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + c))));
     } else if (dtype == SATTN_F16) {
         const uint16_t *s = src;
         for (; c + 16 <= n; c += 16)
@@ -169,7 +172,8 @@ static void load_row(float *dst, const void *src, int n, int dtype, float scale)
         const uint16_t *s = src;
         for (; c + 16 <= n; c += 16) {
             __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s + c)));
-            _mm512_storeu_ps(dst + c, _mm512_mul_ps(vs, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16))));
+            __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+            _mm512_storeu_ps(dst + c, scale == 1.0f ? x : _mm512_mul_ps(vs, x));
         }
     }
     if (c < n)
