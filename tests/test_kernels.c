@@ -14,16 +14,6 @@
 #include "kernels/kernels.h"
 #include "testutil.h"
 
-static int cpu_runs(const char *name)
-{
-#if defined(__x86_64__) || defined(_M_X64)
-    if (!strcmp(name, "avx512")) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-    if (!strcmp(name, "avx2"))
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#endif
-    return !strcmp(name, "generic");
-}
-
 static void fill(float *x, int n, tu_rng *r, double lo, double hi)
 {
     for (int i = 0; i < n; i++) x[i] = (float)tu_unif(r, lo, hi);
@@ -274,7 +264,7 @@ int main(void)
     int skipped = 0;
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         const sattn__kernels *kt = tables[i];
-        if (!cpu_runs(kt->name)) {
+        if (!sattn__cpu_runs(kt->name)) {
             printf("SKIPPED: %s kernels (this CPU cannot run them)\n", kt->name);
             skipped++;
             continue;

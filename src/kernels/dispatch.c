@@ -14,12 +14,18 @@ typedef struct isa_entry {
 } isa_entry;
 
 #if defined(SATTN_HAVE_X86_KERNELS)
+#include <cpuid.h>
+
+/* F16C: CPUID leaf 1, ECX bit 29 (not every compiler's __builtin_cpu_supports knows it). */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 /* __builtin_cpu_supports also checks that the OS saves the wide registers. */
 static int runs_avx512(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); }
-static int runs_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
+static int runs_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c(); }
 #endif
 static int runs_generic(void) { return 1; }
 
@@ -32,6 +38,13 @@ static const isa_entry isas[] = {
     {"generic", &sattn__kernels_generic, runs_generic},
 };
 #define NISA (sizeof isas / sizeof isas[0])
+
+int sattn__cpu_runs(const char *name)
+{
+    for (size_t i = 0; i < NISA; i++)
+        if (strcmp(name, isas[i].name) == 0) return isas[i].runs();
+    return 0;
+}
 
 static const sattn__kernels *choose(void)
 {

@@ -51,6 +51,9 @@ typedef struct sattn__kernels {
    environment variable SATTN_ISA (generic, avx2, avx512) if the CPU runs it. */
 const sattn__kernels *sattn__kernels_get(void);
 
+/* 1 if this build has the kernel set called name and this CPU runs it. */
+int sattn__cpu_runs(const char *name);
+
 extern const sattn__kernels sattn__kernels_generic;
 extern const sattn__kernels sattn__kernels_avx2;
 extern const sattn__kernels sattn__kernels_avx512;
