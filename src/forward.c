@@ -16,7 +16,7 @@
 #include "kernels/kernels.h"
 #include "sattn_internal.h"
 
-#define SATTN__PACK_BYTES ((size_t)32 << 20)
+#define SATTN__PACK_BYTES ((size_t)48 << 20) /* 65536 keys x d=64 pack in 32 MiB */
 #define SATTN__FEW_ROWS 8
 #define SATTN__SPLIT_ITEMS 32
 #define SATTN__PREFETCH_TILES 2 /* how far ahead the decode path asks for K and V rows */

@@ -86,13 +86,13 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
             for (int c = 0; c < nk; c++)
                 if (!mr[c * ms]) row[c] = -INFINITY;
         }
-        if (kind == SATTN__TILE_PARTIAL) {
+        if (kind == SATTN__TILE_PARTIAL) { /* the row sees keys [lo, hi): mask both sides */
             int64_t lo, hi;
             sattn__row_range(prob, s, i, &lo, &hi);
-            for (int c = 0; c < nk; c++) {
-                int64_t j = j0 + c;
-                if (j < lo || j >= hi) row[c] = -INFINITY;
-            }
+            int a = (int)(lo - j0 < 0 ? 0 : (lo - j0 > nk ? nk : lo - j0));
+            int e = (int)(hi - j0 < a ? a : (hi - j0 > nk ? nk : hi - j0));
+            for (int c = 0; c < a; c++) row[c] = -INFINITY;
+            for (int c = e; c < nk; c++) row[c] = -INFINITY;
         }
     }
 }
