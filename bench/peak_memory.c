@@ -13,8 +13,19 @@
 
 #include "sattn.h"
 
+/* Peak resident memory of this process image: VmHWM on Linux (getrusage's maxrss
+   would carry over the peak of a process that exec'd this one). */
 static double peak_rss_mib(void)
 {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        long kib = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+        fclose(f);
+        if (kib >= 0) return kib / 1024.0;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0; /* Linux reports KiB */
