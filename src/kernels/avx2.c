@@ -67,32 +67,40 @@ static inline float hsum(__m256 v)
 
 /* ---- gemm ---- */
 
-ALWAYS_INLINE void micro(const int R, const int P, float *C, int ldc, const float *A, int ars,
-                         int acs, const float *B, int ldb, int k, int accumulate, __m256i last)
+/* TAIL: the last vector of each row is partial (masked loads and stores, which are
+   slow on some CPUs, so full panels use plain ones). */
+ALWAYS_INLINE void micro(const int R, const int P, const int TAIL, float *C, int ldc, const float *A,
+                         int ars, int acs, const float *B, int ldb, int k, int accumulate, __m256i last)
 {
     __m256 acc[6][2];
-    const __m256i full = _mm256_set1_epi32(-1);
+#define LD(p, ptr) (TAIL && (p) == P - 1 ? _mm256_maskload_ps(ptr, last) : _mm256_loadu_ps(ptr))
     for (int r = 0; r < R; r++)
         for (int p = 0; p < P; p++)
-            acc[r][p] = accumulate ? _mm256_maskload_ps(C + (int64_t)r * ldc + 8 * p, p == P - 1 ? last : full)
-                                   : _mm256_setzero_ps();
+            acc[r][p] = accumulate ? LD(p, C + (int64_t)r * ldc + 8 * p) : _mm256_setzero_ps();
     for (int kk = 0; kk < k; kk++) {
         const float *b = B + (int64_t)kk * ldb;
         __m256 bv[2];
-        for (int p = 0; p < P; p++) bv[p] = _mm256_maskload_ps(b + 8 * p, p == P - 1 ? last : full);
+        for (int p = 0; p < P; p++) bv[p] = LD(p, b + 8 * p);
         const float *a = A + (int64_t)kk * acs;
         for (int r = 0; r < R; r++) {
             __m256 av = _mm256_broadcast_ss(a + (int64_t)r * ars);
             for (int p = 0; p < P; p++) acc[r][p] = _mm256_fmadd_ps(av, bv[p], acc[r][p]);
         }
     }
+#undef LD
     for (int r = 0; r < R; r++)
-        for (int p = 0; p < P; p++)
-            _mm256_maskstore_ps(C + (int64_t)r * ldc + 8 * p, p == P - 1 ? last : full, acc[r][p]);
+        for (int p = 0; p < P; p++) {
+            float *c = C + (int64_t)r * ldc + 8 * p;
+            if (TAIL && p == P - 1) _mm256_maskstore_ps(c, last, acc[r][p]);
+            else _mm256_storeu_ps(c, acc[r][p]);
+        }
 }
 
-#define MICRO(R, P) \
-    case (R) * 2 + (P) - 1: micro(R, P, c, ldc, a, ars, acs, b, ldb, k, accumulate, last); break;
+#define MICRO(R, P)                                                                          \
+    case (R) * 2 + (P) - 1:                                                                  \
+        if (tail) micro(R, P, 1, c, ldc, a, ars, acs, b, ldb, k, accumulate, last);          \
+        else micro(R, P, 0, c, ldc, a, ars, acs, b, ldb, k, accumulate, last);               \
+        break;
 
 static void gemm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
                  int m, int n, int k, int accumulate, int exact)
@@ -104,6 +112,7 @@ static void gemm(float *C, int ldc, const float *A, int ars, int acs, const floa
     for (int j0 = 0; j0 < n; j0 += 16) {
         int nn = n - j0 < 16 ? n - j0 : 16;
         int P = (nn + 7) / 8;
+        int tail = nn % 8 != 0;
         __m256i last = tail_mask(nn - 8 * (P - 1));
         for (int r0 = 0; r0 < m; r0 += 6) {
             int R = m - r0 < 6 ? m - r0 : 6;
@@ -216,6 +225,19 @@ static void store_row(void *dst, const float *src, int n, int dtype, float scale
 
 /* ---- softmax ---- */
 
+/* Rows are walked in full vectors with plain loads; only the last, partial one is
+   masked (vmaskmovps is slow on some CPUs). */
+#define ROW_LOOP(n, c, full_body, tail_body)                \
+    do {                                                    \
+        int c = 0;                                          \
+        for (; c + 8 <= (n); c += 8) { full_body }          \
+        if (c < (n)) {                                      \
+            __m256i t_ = tail_mask((n) - c);                \
+            (void)t_;                                       \
+            tail_body                                       \
+        }                                                   \
+    } while (0)
+
 static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
                            float *O, int ldo, int dv)
 {
@@ -223,33 +245,29 @@ static void softmax_online(float *S, int lds, int m, int n, float *mx, float *su
     for (int r = 0; r < m; r++) {
         float *s = S + (int64_t)r * lds;
         __m256 vmax = ninf;
-        for (int c = 0; c < n; c += 8) {
-            __m256i t = tail_mask(n - c);
-            __m256 x = _mm256_blendv_ps(ninf, _mm256_maskload_ps(s + c, t), _mm256_castsi256_ps(t));
-            vmax = _mm256_max_ps(vmax, x);
-        }
+        ROW_LOOP(n, c, vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + c));,
+                 vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(ninf, _mm256_maskload_ps(s + c, t_),
+                                                              _mm256_castsi256_ps(t_))););
         float bmax = hmax(vmax);
         float mnew = bmax > mx[r] ? bmax : mx[r];
         if (mnew == -INFINITY) {
-            for (int c = 0; c < n; c += 8) _mm256_maskstore_ps(s + c, tail_mask(n - c), _mm256_setzero_ps());
+            ROW_LOOP(n, c, _mm256_storeu_ps(s + c, _mm256_setzero_ps());,
+                     _mm256_maskstore_ps(s + c, t_, _mm256_setzero_ps()););
             continue;
         }
         float alpha = expf(mx[r] - mnew);
         __m256 vm = _mm256_set1_ps(mnew), vsum = _mm256_setzero_ps();
-        for (int c = 0; c < n; c += 8) {
-            __m256i t = tail_mask(n - c);
-            __m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(s + c, t), vm));
-            e = _mm256_and_ps(e, _mm256_castsi256_ps(t));
-            _mm256_maskstore_ps(s + c, t, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
+        ROW_LOOP(n, c,
+                 __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), vm));
+                 _mm256_storeu_ps(s + c, e); vsum = _mm256_add_ps(vsum, e);,
+                 __m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(s + c, t_), vm));
+                 e = _mm256_and_ps(e, _mm256_castsi256_ps(t_));
+                 _mm256_maskstore_ps(s + c, t_, e); vsum = _mm256_add_ps(vsum, e););
         if (alpha != 1.0f) {
             __m256 va = _mm256_set1_ps(alpha);
             float *o = O + (int64_t)r * ldo;
-            for (int c = 0; c < dv; c += 8) {
-                __m256i t = tail_mask(dv - c);
-                _mm256_maskstore_ps(o + c, t, _mm256_mul_ps(va, _mm256_maskload_ps(o + c, t)));
-            }
+            ROW_LOOP(dv, c, _mm256_storeu_ps(o + c, _mm256_mul_ps(va, _mm256_loadu_ps(o + c)));,
+                     _mm256_maskstore_ps(o + c, t_, _mm256_mul_ps(va, _mm256_maskload_ps(o + c, t_))););
         }
         sum[r] = sum[r] * alpha + hsum(vsum);
         mx[r] = mnew;
@@ -261,31 +279,31 @@ static void softmax_recompute(float *S, int lds, int m, int n, const float *lse)
     for (int r = 0; r < m; r++) {
         float *s = S + (int64_t)r * lds;
         if (lse[r] == -INFINITY) {
-            for (int c = 0; c < n; c += 8) _mm256_maskstore_ps(s + c, tail_mask(n - c), _mm256_setzero_ps());
+            ROW_LOOP(n, c, _mm256_storeu_ps(s + c, _mm256_setzero_ps());,
+                     _mm256_maskstore_ps(s + c, t_, _mm256_setzero_ps()););
             continue;
         }
         __m256 vl = _mm256_set1_ps(lse[r]);
-        for (int c = 0; c < n; c += 8) {
-            __m256i t = tail_mask(n - c);
-            _mm256_maskstore_ps(s + c, t, exp256(_mm256_sub_ps(_mm256_maskload_ps(s + c, t), vl)));
-        }
+        ROW_LOOP(n, c, _mm256_storeu_ps(s + c, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), vl)));,
+                 _mm256_maskstore_ps(s + c, t_, exp256(_mm256_sub_ps(_mm256_maskload_ps(s + c, t_), vl))););
     }
 }
 
 static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, int n,
                          const float *D)
 {
+    const __m256 zero = _mm256_setzero_ps();
     for (int r = 0; r < m; r++) {
         float *g = dP + (int64_t)r * lddp;
         const float *pr = P + (int64_t)r * ldp;
         __m256 vd = _mm256_set1_ps(D[r]);
-        for (int c = 0; c < n; c += 8) {
-            __m256i t = tail_mask(n - c);
-            __m256 pv = _mm256_maskload_ps(pr + c, t);
-            __m256 ds = _mm256_mul_ps(pv, _mm256_sub_ps(_mm256_maskload_ps(g + c, t), vd));
-            __m256 nz = _mm256_cmp_ps(pv, _mm256_setzero_ps(), _CMP_NEQ_UQ);
-            _mm256_maskstore_ps(g + c, t, _mm256_and_ps(ds, nz));
-        }
+        ROW_LOOP(n, c,
+                 __m256 pv = _mm256_loadu_ps(pr + c);
+                 __m256 ds = _mm256_mul_ps(pv, _mm256_sub_ps(_mm256_loadu_ps(g + c), vd));
+                 _mm256_storeu_ps(g + c, _mm256_and_ps(ds, _mm256_cmp_ps(pv, zero, _CMP_NEQ_UQ)));,
+                 __m256 pv = _mm256_maskload_ps(pr + c, t_);
+                 __m256 ds = _mm256_mul_ps(pv, _mm256_sub_ps(_mm256_maskload_ps(g + c, t_), vd));
+                 _mm256_maskstore_ps(g + c, t_, _mm256_and_ps(ds, _mm256_cmp_ps(pv, zero, _CMP_NEQ_UQ))););
     }
 }
 
