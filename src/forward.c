@@ -261,7 +261,10 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
         if (c0 < lo / SATTN__BK * SATTN__BK) c0 = lo / SATTN__BK * SATTN__BK;
         if (c1 > hi) c1 = hi;
         /* f32 rows are read in place; other dtypes are converted into the scratch tiles */
-        const int in_place = pr->dtype == SATTN_F32 && pr->ks[1] <= INT32_MAX && pr->vs[1] <= INT32_MAX;
+        /* K and V are read where they are stored (f32 directly, f16/bf16 converted inside
+           the kernels) when their row strides fit the kernels' int strides */
+        const int in_place = pr->ks[1] <= INT32_MAX && pr->vs[1] <= INT32_MAX;
+        const int f32 = pr->dtype == SATTN_F32;
         for (int64_t j0 = c0; j0 < c1; j0 += SATTN__BK) {
             int nk = (int)(s.len_kv - j0 < SATTN__BK ? s.len_kv - j0 : SATTN__BK);
             sattn__tile_kind kind = sattn__tile_classify(pr, &s, 0, L, j0, nk);
@@ -278,19 +281,16 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
             }
             const char *kp = sattn__at(c->k, sattn__kv_elem(&s, pr->ks, j0, hk), es);
             const char *vp = sattn__at(c->v, sattn__kv_elem(&s, pr->vs, j0, hk), es);
-            const float *V = (const float *)vp;
-            int ldv = (int)pr->vs[1];
-            if (!in_place) {
-                sattn__load_rows(w->v, dv, vp, pr->vs[1], nk, dv, pr->dtype, 1.0f);
-                V = w->v, ldv = dv;
-            }
             /* S = (scale Q)·Kᵀ: dot products against K as stored for a few rows (decode);
                past SATTN__FEW_ROWS the register-blocked product on Kᵀ is faster */
             if (rows > SATTN__FEW_ROWS) {
                 sattn__load_rows_t(w->kt, SATTN__BK, kp, pr->ks[1], nk, d, pr->dtype);
                 kt->gemm(w->s, SATTN__BK, w->q, d, 1, w->kt, SATTN__BK, rows, nk, d, 0, 0);
-            } else if (in_place) {
+            } else if (in_place && f32) {
                 kt->gemm_nt(w->s, SATTN__BK, w->q, d, (const float *)kp, (int)pr->ks[1], rows, nk, d);
+            } else if (in_place) {
+                kt->gemm_nt_h(w->s, SATTN__BK, w->q, d, (const uint16_t *)kp, (int)pr->ks[1], rows, nk, d,
+                              (int)pr->dtype);
             } else {
                 sattn__load_rows(w->kt, d, kp, pr->ks[1], nk, d, pr->dtype, 1.0f); /* K rows, not Kᵀ */
                 kt->gemm_nt(w->s, SATTN__BK, w->q, d, w->kt, d, rows, nk, d);
@@ -308,10 +308,22 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                     for (int r = 0; r < L; r++)
                         for (int j = 0; j < nk; j++) sh[r * SATTN__BK + j] *= w->z[r * SATTN__BK + j];
                 }
-            /* only a mask zeroes a weight on purpose: unmasked tiles need no scan */
+            /* O += P·V. Only a mask zeroes a weight on purpose, so an unmasked tile needs no
+               exact product; a masked one checks V (as f32) where P has zeros. */
             const int masked = kind == SATTN__TILE_PARTIAL || pr->has_score_mods;
-            kt->gemm(w->o, dv, w->s, SATTN__BK, 1, V, ldv, rows, dv, nk, 1,
-                     masked && needs_exact(w->s, SATTN__BK, rows, nk, V, ldv, dv));
+            if (in_place && !f32 && !masked) {
+                kt->gemm_h(w->o, dv, w->s, SATTN__BK, 1, (const uint16_t *)vp, (int)pr->vs[1], rows, dv, nk, 1,
+                           (int)pr->dtype);
+            } else {
+                const float *V = (const float *)vp;
+                int ldv = (int)pr->vs[1];
+                if (!(in_place && f32)) {
+                    sattn__load_rows(w->v, dv, vp, pr->vs[1], nk, dv, pr->dtype, 1.0f);
+                    V = w->v, ldv = dv;
+                }
+                kt->gemm(w->o, dv, w->s, SATTN__BK, 1, V, ldv, rows, dv, nk, 1,
+                         masked && needs_exact(w->s, SATTN__BK, rows, nk, V, ldv, dv));
+            }
         }
     }
     if (x->nchunks == 1) { /* the whole key range: finish here */

@@ -127,6 +127,50 @@ static void check_gemm_nt(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_nt: 200 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
+/* The 16-bit-B products against double sums over the decoded B (widths with and
+   without partial vectors, so both the in-kernel and the buffered forms run). */
+static void check_gemm_h(const sattn__kernels *kt, tu_rng *r)
+{
+    double worst = 0;
+    for (int t = 0; t < 120; t++) {
+        int dtype = t % 2 ? SATTN_F16 : SATTN_BF16;
+        int m = (int)tu_range(r, 1, 9), n = (int)tu_range(r, 1, 70), k = 16 * (int)tu_range(r, 1, 10);
+        if (t % 3 == 0) k += (int)tu_range(r, 1, 15);
+        int nt = t % 4 < 2; /* gemm_nt_h or gemm_h */
+        int ldb = nt ? k + 8 : n + 8, lda = k + 3, ldc = n + 5, acc = t % 5 == 0;
+        if (!nt && t % 3 == 0) n = 16 * (n / 16 + 1); /* full vectors for the in-kernel gemm_h */
+        if (!nt) ldb = n + 8, ldc = n + 5;
+        int brows = nt ? n : k;
+        uint16_t *B = malloc(sizeof(uint16_t) * (size_t)(brows * ldb));
+        float *A = malloc(sizeof(float) * (size_t)(m * lda)), *C = malloc(sizeof(float) * (size_t)(m * ldc));
+        double *Bd = malloc(sizeof(double) * (size_t)(brows * ldb));
+        for (int i = 0; i < brows * ldb; i++) {
+            float x = (float)tu_unif(r, -1, 1);
+            B[i] = dtype == SATTN_F16 ? sattn_ref_f32_to_f16(x) : sattn_ref_f32_to_bf16(x);
+            Bd[i] = dtype == SATTN_F16 ? sattn_ref_f16_to_f64(B[i]) : sattn_ref_bf16_to_f64(B[i]);
+        }
+        fill(A, m * lda, r, -1, 1), fill(C, m * ldc, r, -1, 1);
+        double *ref = malloc(sizeof(double) * (size_t)(m * n));
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double sum = nt || !acc ? 0 : C[i * ldc + j];
+                for (int c = 0; c < k; c++)
+                    sum += (double)A[i * lda + c] * (nt ? Bd[j * ldb + c] : Bd[c * ldb + j]);
+                ref[i * n + j] = sum;
+            }
+        if (nt) kt->gemm_nt_h(C, ldc, A, lda, B, ldb, m, n, k, dtype);
+        else kt->gemm_h(C, ldc, A, lda, 1, B, ldb, m, n, k, acc, dtype);
+        double tol = 2.0 * (k + 1) * 0x1p-24, e = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) e = fmax(e, fabs(ref[i * n + j] - C[i * ldc + j]));
+        tu_check(e <= tol, "%s %s %s m=%d n=%d k=%d: err %.3g > %.3g", kt->name, nt ? "gemm_nt_h" : "gemm_h",
+                 dtype == SATTN_F16 ? "f16" : "bf16", m, n, k, e, tol);
+        worst = fmax(worst, e / tol);
+        free(A), free(B), free(Bd), free(C), free(ref);
+    }
+    printf("%-8s gemm_nt_h, gemm_h: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
 /* Conversions must match the generic ones bit for bit: both round to nearest even. */
 static void check_convert(const sattn__kernels *kt, tu_rng *r)
 {
@@ -273,6 +317,7 @@ int main(void)
         tu_seed(&r, 1234 + i);
         check_gemm(kt, &r);
         check_gemm_nt(kt, &r);
+        check_gemm_h(kt, &r);
         check_convert(kt, &r);
         check_softmax(kt, &r);
     }

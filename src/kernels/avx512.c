@@ -152,6 +152,117 @@ static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, 
     }
 }
 
+/* ---- the same two products with B stored as f16 or bf16 ---- */
+
+/* 16 values of a 16-bit row as f32 (the callers guarantee whole vectors). */
+ALWAYS_INLINE __m512 load_h(const uint16_t *p, const int dtype)
+{
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (dtype == SATTN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+ALWAYS_INLINE void nt_micro_h(const int R, const int NB, const int dtype, float *C, int ldc, const float *A,
+                              int lda, const uint16_t *B, int ldb, int k)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
+    for (int c = 0; c < k; c += 16) {
+        __m512 bv[4];
+        for (int u = 0; u < NB; u++) bv[u] = load_h(B + (int64_t)u * ldb + c, dtype);
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_loadu_ps(A + (int64_t)r * lda + c);
+            for (int u = 0; u < NB; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float sums[4];
+        _mm_storeu_ps(sums, reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
+    }
+}
+
+#define NTH(R, NB)                                                                        \
+    case (R) * 4 + (NB) - 1:                                                              \
+        if (dtype == SATTN_F16) nt_micro_h(R, NB, SATTN_F16, c, ldc, a, lda, b, ldb, k);  \
+        else nt_micro_h(R, NB, SATTN_BF16, c, ldc, a, lda, b, ldb, k);                    \
+        break;
+
+static void gemm_nt_h(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m,
+                      int n, int k, int dtype)
+{
+    if (k % 16) { /* a partial vector: the buffered form */
+        sattn__gemm_nt_h_generic(C, ldc, A, lda, B, ldb, m, n, k, dtype);
+        return;
+    }
+    for (int j = 0; j < n; j += 4) {
+        int nb = n - j < 4 ? n - j : 4;
+        for (int i = 0; i < m; i += 4) {
+            float *c = C + (int64_t)i * ldc + j;
+            const float *a = A + (int64_t)i * lda;
+            const uint16_t *b = B + (int64_t)j * ldb;
+            switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
+                NTH(1, 1) NTH(1, 2) NTH(1, 3) NTH(1, 4) NTH(2, 1) NTH(2, 2) NTH(2, 3) NTH(2, 4)
+                NTH(3, 1) NTH(3, 2) NTH(3, 3) NTH(3, 4) NTH(4, 1) NTH(4, 2) NTH(4, 3) NTH(4, 4)
+            }
+        }
+    }
+}
+
+ALWAYS_INLINE void micro_h(const int R, const int P, const int dtype, float *C, int ldc, const float *A,
+                           int ars, int acs, const uint16_t *B, int ldb, int k, int accumulate)
+{
+    __m512 acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++)
+            acc[r][p] = accumulate ? _mm512_loadu_ps(C + (int64_t)r * ldc + 16 * p) : _mm512_setzero_ps();
+    for (int kk = 0; kk < k; kk++) {
+        const uint16_t *b = B + (int64_t)kk * ldb;
+        __m512 bv[4];
+        for (int p = 0; p < P; p++) bv[p] = load_h(b + 16 * p, dtype);
+        const float *a = A + (int64_t)kk * acs;
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_set1_ps(a[(int64_t)r * ars]);
+            for (int p = 0; p < P; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++) _mm512_storeu_ps(C + (int64_t)r * ldc + 16 * p, acc[r][p]);
+}
+
+#define MICRO_H(R, P)                                                                                 \
+    case (R) * 4 + (P) - 1:                                                                           \
+        if (dtype == SATTN_F16) micro_h(R, P, SATTN_F16, c, ldc, a, ars, acs, b, ldb, k, accumulate); \
+        else micro_h(R, P, SATTN_BF16, c, ldc, a, ars, acs, b, ldb, k, accumulate);                   \
+        break;
+
+static void gemm_h(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb, int m,
+                   int n, int k, int accumulate, int dtype)
+{
+    if (n % 16) {
+        sattn__gemm_h_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, dtype);
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += 64) {
+        int P = (n - j0 < 64 ? n - j0 : 64) / 16;
+        for (int r0 = 0; r0 < m; r0 += 6) {
+            int R = m - r0 < 6 ? m - r0 : 6;
+            float *c = C + (int64_t)r0 * ldc + j0;
+            const float *a = A + (int64_t)r0 * ars;
+            const uint16_t *b = B + j0;
+            switch (R * 4 + P - 1) {
+                MICRO_H(1, 1) MICRO_H(1, 2) MICRO_H(1, 3) MICRO_H(1, 4)
+                MICRO_H(2, 1) MICRO_H(2, 2) MICRO_H(2, 3) MICRO_H(2, 4)
+                MICRO_H(3, 1) MICRO_H(3, 2) MICRO_H(3, 3) MICRO_H(3, 4)
+                MICRO_H(4, 1) MICRO_H(4, 2) MICRO_H(4, 3) MICRO_H(4, 4)
+                MICRO_H(5, 1) MICRO_H(5, 2) MICRO_H(5, 3) MICRO_H(5, 4)
+                MICRO_H(6, 1) MICRO_H(6, 2) MICRO_H(6, 3) MICRO_H(6, 4)
+            }
+        }
+    }
+}
+
 /* ---- storage conversions: 16 at a time, the tail by the generic code ---- */
 
 static void load_row(float *dst, const void *src, int n, int dtype, float scale)
@@ -289,6 +400,8 @@ const sattn__kernels sattn__kernels_avx512 = {
     .name = "avx512",
     .gemm = gemm,
     .gemm_nt = gemm_nt,
+    .gemm_nt_h = gemm_nt_h,
+    .gemm_h = gemm_h,
     .load_row = load_row,
     .store_row = store_row,
     .softmax_online = softmax_online,

@@ -79,6 +79,53 @@ void sattn__store_row_generic(void *dst, const float *src, int n, int dtype, flo
     }
 }
 
+/* 16-bit B: converted a block of rows at a time into a stack buffer, then the f32
+   product of the table in use (the AVX2 table shares these). */
+#define SATTN__H_ROWS 16
+#define SATTN__H_COLS 512
+
+void sattn__gemm_nt_h_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb,
+                              int m, int n, int k, int dtype)
+{
+    float buf[SATTN__H_ROWS * SATTN__H_COLS];
+    const sattn__kernels *tbl = sattn__kernels_get();
+    if (k > SATTN__H_COLS) { /* wide rows: one key at a time */
+        for (int j = 0; j < n; j++)
+            for (int c0 = 0; c0 < k; c0 += SATTN__H_COLS) {
+                int kc = k - c0 < SATTN__H_COLS ? k - c0 : SATTN__H_COLS;
+                float part[SATTN__H_ROWS];
+                tbl->load_row(buf, B + (int64_t)j * ldb + c0, kc, dtype, 1.0f);
+                for (int i0 = 0; i0 < m; i0 += SATTN__H_ROWS) {
+                    int mm = m - i0 < SATTN__H_ROWS ? m - i0 : SATTN__H_ROWS;
+                    tbl->gemm_nt(part, 1, A + (int64_t)i0 * lda + c0, lda, buf, kc, mm, 1, kc);
+                    for (int i = 0; i < mm; i++)
+                        C[(int64_t)(i0 + i) * ldc + j] = (c0 ? C[(int64_t)(i0 + i) * ldc + j] : 0.0f) + part[i];
+                }
+            }
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += SATTN__H_ROWS) {
+        int nn = n - j0 < SATTN__H_ROWS ? n - j0 : SATTN__H_ROWS;
+        for (int j = 0; j < nn; j++) tbl->load_row(buf + j * k, B + (int64_t)(j0 + j) * ldb, k, dtype, 1.0f);
+        tbl->gemm_nt(C + j0, ldc, A, lda, buf, k, m, nn, k);
+    }
+}
+
+void sattn__gemm_h_generic(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B,
+                           int ldb, int m, int n, int k, int accumulate, int dtype)
+{
+    float buf[SATTN__H_ROWS * SATTN__H_COLS];
+    const sattn__kernels *tbl = sattn__kernels_get();
+    for (int c0 = 0; c0 < n; c0 += SATTN__H_COLS) {
+        int nc = n - c0 < SATTN__H_COLS ? n - c0 : SATTN__H_COLS;
+        for (int k0 = 0; k0 < k; k0 += SATTN__H_ROWS) {
+            int kk = k - k0 < SATTN__H_ROWS ? k - k0 : SATTN__H_ROWS;
+            for (int r = 0; r < kk; r++) tbl->load_row(buf + r * nc, B + (int64_t)(k0 + r) * ldb + c0, nc, dtype, 1.0f);
+            tbl->gemm(C + c0, ldc, A + (int64_t)k0 * acs, ars, acs, buf, nc, m, nc, kk, accumulate || k0 > 0, 0);
+        }
+    }
+}
+
 /* ---- softmax ---- */
 
 static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
@@ -131,6 +178,8 @@ const sattn__kernels sattn__kernels_generic = {
     .name = "generic",
     .gemm = sattn__gemm_generic,
     .gemm_nt = gemm_nt,
+    .gemm_nt_h = sattn__gemm_nt_h_generic,
+    .gemm_h = sattn__gemm_h_generic,
     .load_row = sattn__load_row_generic,
     .store_row = sattn__store_row_generic,
     .softmax_online = softmax_online,

@@ -28,6 +28,13 @@ typedef struct sattn__kernels {
     void (*gemm_nt)(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
                     int m, int n, int k);
 
+    /* gemm_nt and gemm (never exact) with B stored as f16 or bf16 (dtype), converted as
+       it is read: decode reads a 16-bit KV cache in place. */
+    void (*gemm_nt_h)(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb,
+                      int m, int n, int k, int dtype);
+    void (*gemm_h)(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb,
+                   int m, int n, int k, int accumulate, int dtype);
+
     /* dst[c] = scale * src[c] for c < n, src stored as dtype (f32, f16 or bf16). */
     void (*load_row)(float *dst, const void *src, int n, int dtype, float scale);
     /* dst[c] = scale * src[c] rounded to dtype, nearest even (NaN stays NaN). */
@@ -63,6 +70,10 @@ extern const sattn__kernels sattn__kernels_avx512;
 void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, const float *B,
                          int ldb, int m, int n, int k, int accumulate, int exact);
 void sattn__load_row_generic(float *dst, const void *src, int n, int dtype, float scale);
+void sattn__gemm_nt_h_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb,
+                              int m, int n, int k, int dtype);
+void sattn__gemm_h_generic(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B,
+                           int ldb, int m, int n, int k, int accumulate, int dtype);
 void sattn__store_row_generic(void *dst, const float *src, int n, int dtype, float scale);
 
 #endif
