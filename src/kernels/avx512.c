@@ -38,11 +38,23 @@ ALWAYS_INLINE __m512 exp512(__m512 x)
 
 static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
 
+/* 16 values of row B at element idx as f32: f32 (the last vector masked by t), or f16 /
+   bf16 converted as they are read (whole vectors only). dtype is a compile-time constant
+   in every kernel below, so each kernel is built once per storage type. */
+ALWAYS_INLINE __m512 load_b(const void *B, int64_t idx, const int dtype, __mmask16 t)
+{
+    if (dtype == SATTN_F32) return _mm512_maskz_loadu_ps(t, (const float *)B + idx);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)B + idx));
+    if (dtype == SATTN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
 /* ---- gemm ---- */
 
-/* C[R][16P] (+)= A(R x k) · B(k x 16P); the last vector of each row is masked by last. */
-ALWAYS_INLINE void micro(const int R, const int P, float *C, int ldc, const float *A, int ars,
-                         int acs, const float *B, int ldb, int k, int accumulate, __mmask16 last)
+/* C[R][16P] (+)= A(R x k) · B(k x 16P), B stored as dtype; the last vector of each row
+   is masked by last. */
+ALWAYS_INLINE void micro(const int R, const int P, const int dtype, float *C, int ldc, const float *A,
+                         int ars, int acs, const void *B, int ldb, int k, int accumulate, __mmask16 last)
 {
     __m512 acc[6][4];
     for (int r = 0; r < R; r++)
@@ -51,9 +63,9 @@ ALWAYS_INLINE void micro(const int R, const int P, float *C, int ldc, const floa
                                                            C + (int64_t)r * ldc + 16 * p)
                                    : _mm512_setzero_ps();
     for (int kk = 0; kk < k; kk++) {
-        const float *b = B + (int64_t)kk * ldb;
         __m512 bv[4];
-        for (int p = 0; p < P; p++) bv[p] = _mm512_maskz_loadu_ps(p == P - 1 ? last : 0xffff, b + 16 * p);
+        for (int p = 0; p < P; p++)
+            bv[p] = load_b(B, (int64_t)kk * ldb + 16 * p, dtype, p == P - 1 ? last : 0xffff);
         const float *a = A + (int64_t)kk * acs;
         for (int r = 0; r < R; r++) {
             __m512 av = _mm512_set1_ps(a[(int64_t)r * ars]);
@@ -66,15 +78,13 @@ ALWAYS_INLINE void micro(const int R, const int P, float *C, int ldc, const floa
 }
 
 #define MICRO(R, P) \
-    case (R) * 4 + (P) - 1: micro(R, P, c, ldc, a, ars, acs, b, ldb, k, accumulate, last); break;
+    case (R) * 4 + (P) - 1: micro(R, P, DT, c, ldc, a, ars, acs, b, ldb, k, accumulate, last); break;
 
-static void gemm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
-                 int m, int n, int k, int accumulate, int exact)
+/* The panel loop of gemm and gemm_h: B is f32, or 16-bit with n a multiple of 16. */
+ALWAYS_INLINE void gemm_panels(const int DT, float *C, int ldc, const float *A, int ars, int acs,
+                               const void *B, int ldb, int m, int n, int k, int accumulate)
 {
-    if (exact) { /* 0 * NaN must stay 0: the scalar-skip form */
-        sattn__gemm_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, exact);
-        return;
-    }
+    const size_t es = DT == SATTN_F32 ? 4 : 2;
     for (int j0 = 0; j0 < n; j0 += 64) {
         int nn = n - j0 < 64 ? n - j0 : 64;
         int P = (nn + 15) / 16;
@@ -83,7 +93,7 @@ static void gemm(float *C, int ldc, const float *A, int ars, int acs, const floa
             int R = m - r0 < 6 ? m - r0 : 6;
             float *c = C + (int64_t)r0 * ldc + j0;
             const float *a = A + (int64_t)r0 * ars;
-            const float *b = B + j0;
+            const char *b = (const char *)B + (size_t)j0 * es;
             switch (R * 4 + P - 1) {
                 MICRO(1, 1) MICRO(1, 2) MICRO(1, 3) MICRO(1, 4)
                 MICRO(2, 1) MICRO(2, 2) MICRO(2, 3) MICRO(2, 4)
@@ -94,6 +104,16 @@ static void gemm(float *C, int ldc, const float *A, int ars, int acs, const floa
             }
         }
     }
+}
+
+static void gemm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
+                 int m, int n, int k, int accumulate, int exact)
+{
+    if (exact) { /* 0 * NaN must stay 0: the scalar-skip form */
+        sattn__gemm_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, exact);
+        return;
+    }
+    gemm_panels(SATTN_F32, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
 }
 
 /* ---- gemm_nt: dot products, R rows of A x NB keys of B per pass ---- */
@@ -111,8 +131,8 @@ ALWAYS_INLINE __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-ALWAYS_INLINE void nt_micro(const int R, const int NB, float *C, int ldc, const float *A, int lda,
-                            const float *B, int ldb, int k)
+ALWAYS_INLINE void nt_micro(const int R, const int NB, const int dtype, float *C, int ldc, const float *A,
+                            int lda, const void *B, int ldb, int k)
 {
     __m512 acc[4][4];
     for (int r = 0; r < R; r++)
@@ -120,7 +140,7 @@ ALWAYS_INLINE void nt_micro(const int R, const int NB, float *C, int ldc, const 
     for (int c = 0; c < k; c += 16) {
         __mmask16 t = tail_mask(k - c);
         __m512 bv[4];
-        for (int u = 0; u < NB; u++) bv[u] = _mm512_maskz_loadu_ps(t, B + (int64_t)u * ldb + c);
+        for (int u = 0; u < NB; u++) bv[u] = load_b(B, (int64_t)u * ldb + c, dtype, t);
         for (int r = 0; r < R; r++) {
             __m512 av = _mm512_maskz_loadu_ps(t, A + (int64_t)r * lda + c);
             for (int u = 0; u < NB; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
@@ -134,16 +154,19 @@ ALWAYS_INLINE void nt_micro(const int R, const int NB, float *C, int ldc, const 
 }
 
 #define NT(R, NB) \
-    case (R) * 4 + (NB) - 1: nt_micro(R, NB, c, ldc, a, lda, b, ldb, k); break;
+    case (R) * 4 + (NB) - 1: nt_micro(R, NB, DT, c, ldc, a, lda, b, ldb, k); break;
 
-static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int m, int n,
-                    int k)
+/* B is f32, or 16-bit with k a multiple of 16. */
+ALWAYS_INLINE void gemm_nt_blocks(const int DT, float *C, int ldc, const float *A, int lda, const void *B,
+                                  int ldb, int m, int n, int k)
 {
+    const size_t es = DT == SATTN_F32 ? 4 : 2;
     for (int j = 0; j < n; j += 4) {
         int nb = n - j < 4 ? n - j : 4;
         for (int i = 0; i < m; i += 4) {
             float *c = C + (int64_t)i * ldc + j;
-            const float *a = A + (int64_t)i * lda, *b = B + (int64_t)j * ldb;
+            const float *a = A + (int64_t)i * lda;
+            const char *b = (const char *)B + (size_t)j * (size_t)ldb * es;
             switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
                 NT(1, 1) NT(1, 2) NT(1, 3) NT(1, 4) NT(2, 1) NT(2, 2) NT(2, 3) NT(2, 4)
                 NT(3, 1) NT(3, 2) NT(3, 3) NT(3, 4) NT(4, 1) NT(4, 2) NT(4, 3) NT(4, 4)
@@ -152,115 +175,34 @@ static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, 
     }
 }
 
+static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int m, int n,
+                    int k)
+{
+    gemm_nt_blocks(SATTN_F32, C, ldc, A, lda, B, ldb, m, n, k);
+}
+
 /* ---- the same two products with B stored as f16 or bf16 ---- */
-
-/* 16 values of a 16-bit row as f32 (the callers guarantee whole vectors). */
-ALWAYS_INLINE __m512 load_h(const uint16_t *p, const int dtype)
-{
-    __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    if (dtype == SATTN_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-ALWAYS_INLINE void nt_micro_h(const int R, const int NB, const int dtype, float *C, int ldc, const float *A,
-                              int lda, const uint16_t *B, int ldb, int k)
-{
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
-    for (int c = 0; c < k; c += 16) {
-        __m512 bv[4];
-        for (int u = 0; u < NB; u++) bv[u] = load_h(B + (int64_t)u * ldb + c, dtype);
-        for (int r = 0; r < R; r++) {
-            __m512 av = _mm512_loadu_ps(A + (int64_t)r * lda + c);
-            for (int u = 0; u < NB; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        float sums[4];
-        _mm_storeu_ps(sums, reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
-        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
-    }
-}
-
-#define NTH(R, NB)                                                                        \
-    case (R) * 4 + (NB) - 1:                                                              \
-        if (dtype == SATTN_F16) nt_micro_h(R, NB, SATTN_F16, c, ldc, a, lda, b, ldb, k);  \
-        else nt_micro_h(R, NB, SATTN_BF16, c, ldc, a, lda, b, ldb, k);                    \
-        break;
 
 static void gemm_nt_h(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m,
                       int n, int k, int dtype)
 {
-    if (k % 16) { /* a partial vector: the buffered form */
+    if (k % 16) /* a partial vector: the buffered form */
         sattn__gemm_nt_h_generic(C, ldc, A, lda, B, ldb, m, n, k, dtype);
-        return;
-    }
-    for (int j = 0; j < n; j += 4) {
-        int nb = n - j < 4 ? n - j : 4;
-        for (int i = 0; i < m; i += 4) {
-            float *c = C + (int64_t)i * ldc + j;
-            const float *a = A + (int64_t)i * lda;
-            const uint16_t *b = B + (int64_t)j * ldb;
-            switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
-                NTH(1, 1) NTH(1, 2) NTH(1, 3) NTH(1, 4) NTH(2, 1) NTH(2, 2) NTH(2, 3) NTH(2, 4)
-                NTH(3, 1) NTH(3, 2) NTH(3, 3) NTH(3, 4) NTH(4, 1) NTH(4, 2) NTH(4, 3) NTH(4, 4)
-            }
-        }
-    }
+    else if (dtype == SATTN_F16)
+        gemm_nt_blocks(SATTN_F16, C, ldc, A, lda, B, ldb, m, n, k);
+    else
+        gemm_nt_blocks(SATTN_BF16, C, ldc, A, lda, B, ldb, m, n, k);
 }
-
-ALWAYS_INLINE void micro_h(const int R, const int P, const int dtype, float *C, int ldc, const float *A,
-                           int ars, int acs, const uint16_t *B, int ldb, int k, int accumulate)
-{
-    __m512 acc[6][4];
-    for (int r = 0; r < R; r++)
-        for (int p = 0; p < P; p++)
-            acc[r][p] = accumulate ? _mm512_loadu_ps(C + (int64_t)r * ldc + 16 * p) : _mm512_setzero_ps();
-    for (int kk = 0; kk < k; kk++) {
-        const uint16_t *b = B + (int64_t)kk * ldb;
-        __m512 bv[4];
-        for (int p = 0; p < P; p++) bv[p] = load_h(b + 16 * p, dtype);
-        const float *a = A + (int64_t)kk * acs;
-        for (int r = 0; r < R; r++) {
-            __m512 av = _mm512_set1_ps(a[(int64_t)r * ars]);
-            for (int p = 0; p < P; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int p = 0; p < P; p++) _mm512_storeu_ps(C + (int64_t)r * ldc + 16 * p, acc[r][p]);
-}
-
-#define MICRO_H(R, P)                                                                                 \
-    case (R) * 4 + (P) - 1:                                                                           \
-        if (dtype == SATTN_F16) micro_h(R, P, SATTN_F16, c, ldc, a, ars, acs, b, ldb, k, accumulate); \
-        else micro_h(R, P, SATTN_BF16, c, ldc, a, ars, acs, b, ldb, k, accumulate);                   \
-        break;
 
 static void gemm_h(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb, int m,
                    int n, int k, int accumulate, int dtype)
 {
-    if (n % 16) {
+    if (n % 16)
         sattn__gemm_h_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, dtype);
-        return;
-    }
-    for (int j0 = 0; j0 < n; j0 += 64) {
-        int P = (n - j0 < 64 ? n - j0 : 64) / 16;
-        for (int r0 = 0; r0 < m; r0 += 6) {
-            int R = m - r0 < 6 ? m - r0 : 6;
-            float *c = C + (int64_t)r0 * ldc + j0;
-            const float *a = A + (int64_t)r0 * ars;
-            const uint16_t *b = B + j0;
-            switch (R * 4 + P - 1) {
-                MICRO_H(1, 1) MICRO_H(1, 2) MICRO_H(1, 3) MICRO_H(1, 4)
-                MICRO_H(2, 1) MICRO_H(2, 2) MICRO_H(2, 3) MICRO_H(2, 4)
-                MICRO_H(3, 1) MICRO_H(3, 2) MICRO_H(3, 3) MICRO_H(3, 4)
-                MICRO_H(4, 1) MICRO_H(4, 2) MICRO_H(4, 3) MICRO_H(4, 4)
-                MICRO_H(5, 1) MICRO_H(5, 2) MICRO_H(5, 3) MICRO_H(5, 4)
-                MICRO_H(6, 1) MICRO_H(6, 2) MICRO_H(6, 3) MICRO_H(6, 4)
-            }
-        }
-    }
+    else if (dtype == SATTN_F16)
+        gemm_panels(SATTN_F16, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
+    else
+        gemm_panels(SATTN_BF16, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
 }
 
 /* ---- storage conversions: 16 at a time, the tail by the generic code ---- */
