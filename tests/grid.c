@@ -3,6 +3,7 @@
  * Sizes keep the naive double reference fast: the 1000-long cases use one head and
  * head_dim 16. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -229,4 +230,36 @@ int tu_grid(tu_named_spec *out, int max, int backward)
         add(&g, label, s);
     }
     return g.n;
+}
+
+int tu_grid_main(int argc, char **argv, int backward, const char *test_name)
+{
+    enum { MAX_CASES = 512 };
+    tu_begin();
+    tu_named_spec *cases = malloc(sizeof(tu_named_spec) * MAX_CASES);
+    tu_stats all = {0};
+    if (!cases) return 1;
+    int n = tu_grid(cases, MAX_CASES, backward);
+    int first = argc > 1 ? atoi(argv[1]) : 0, last = argc > 2 ? atoi(argv[2]) : n - 1;
+    for (int t = first; t <= last && t < n; t++) {
+        tu_case c;
+        tu_stats st = {0};
+        tu_tol tol = tu_tolerance(cases[t].s.dtype);
+        tu_case_init(&c, &cases[t].s);
+        int ok = tu_run_case(&c, backward, &tol, cases[t].label, &st);
+        tu_check(ok, "%s case %d: %s", backward ? "backward" : "forward", t, cases[t].label);
+        printf("%-4s %3d %-44s err/tol out %.3f lse %.3f", ok ? "ok" : "FAIL", t, cases[t].label, st.worst_out,
+               st.worst_lse);
+        if (backward) printf(" grad %.3f", st.worst_grad);
+        printf("\n");
+        if (st.worst_out > all.worst_out) all.worst_out = st.worst_out;
+        if (st.worst_lse > all.worst_lse) all.worst_lse = st.worst_lse;
+        if (st.worst_grad > all.worst_grad) all.worst_grad = st.worst_grad;
+        tu_case_free(&c);
+    }
+    printf("%d cases; worst error / tolerance: out %.3f, lse %.3f", n, all.worst_out, all.worst_lse);
+    if (backward) printf(", grad %.3f", all.worst_grad);
+    printf("\n");
+    free(cases);
+    return tu_summary(test_name);
 }

@@ -208,4 +208,9 @@ typedef struct {
    number of cases. */
 int tu_grid(tu_named_spec *out, int max, int backward);
 
+/* The main of test_forward (backward = 0) and test_backward (1): runs the grid's cases
+   argv[1] .. argv[2] (all by default), printing each case's errors against its
+   tolerance; returns the process exit status. */
+int tu_grid_main(int argc, char **argv, int backward, const char *test_name);
+
 #endif /* SATTN_TESTUTIL_H */
