@@ -140,12 +140,13 @@ void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, 
 /* dst[r * row_stride + c] = 0 for r < rows, c < cols. */
 void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype);
 
-/* Asks for rows of bytes_per_row bytes, stride bytes apart, ahead of their use. */
+/* Asks for rows of bytes_per_row bytes, stride bytes apart, ahead of their use, into L2
+   (what is asked for runs tiles ahead: more than L1 holds). */
 static inline void sattn__prefetch_rows(const char *p, int64_t stride, int rows, int64_t bytes_per_row)
 {
 #if defined(__GNUC__)
     for (int r = 0; r < rows; r++)
-        for (int64_t b = 0; b < bytes_per_row; b += 64) __builtin_prefetch(p + r * stride + b, 0, 3);
+        for (int64_t b = 0; b < bytes_per_row; b += 64) __builtin_prefetch(p + r * stride + b, 0, 2);
 #else
     (void)p, (void)stride, (void)rows, (void)bytes_per_row;
 #endif

@@ -154,18 +154,7 @@ int sattn__rows_nonfinite(const float *x, int ld, int rows, int cols)
 void sattn__load_rows_t(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
                         sattn_dtype dtype)
 {
-    for (int r = 0; r < rows; r++) {
-        if (dtype == SATTN_F32) {
-            const float *s = (const float *)src + r * row_stride;
-            for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = s[c];
-        } else {
-            const uint16_t *s = (const uint16_t *)src + r * row_stride;
-            if (dtype == SATTN_F16)
-                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__f16_to_f32(s[c]);
-            else
-                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__bf16_to_f32(s[c]);
-        }
-    }
+    sattn__kernels_get()->load_rows_t(dst, ld, src, row_stride, rows, cols, (int)dtype);
 }
 
 void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,

@@ -171,6 +171,36 @@ static void check_gemm_h(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_nt_h, gemm_h: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
+/* The K-panel transpose must match the generic one bit for bit, in every dtype and at
+   sizes with and without whole 16 x 16 blocks. */
+static void check_transpose(const sattn__kernels *kt, tu_rng *r)
+{
+    int mismatches = 0;
+    for (int t = 0; t < 60; t++) {
+        int dtype = t % 3, rows = (int)tu_range(r, 1, 70), cols = (int)tu_range(r, 1, 140);
+        int64_t rs = cols + tu_range(r, 0, 9);
+        int ld = rows + (int)tu_range(r, 0, 5);
+        size_t es = dtype == SATTN_F32 ? 4 : 2;
+        unsigned char *src = malloc((size_t)(rows * rs) * es);
+        float *d0 = malloc(sizeof(float) * (size_t)(cols * ld)), *d1 = malloc(sizeof(float) * (size_t)(cols * ld));
+        for (int64_t i = 0; i < rows * rs; i++) {
+            float x = (float)tu_unif(r, -100, 100);
+            if (dtype == SATTN_F32) memcpy(src + i * 4, &x, 4);
+            else {
+                uint16_t h = dtype == SATTN_F16 ? sattn_ref_f32_to_f16(x) : sattn_ref_f32_to_bf16(x);
+                memcpy(src + i * 2, &h, 2);
+            }
+        }
+        for (int i = 0; i < cols * ld; i++) d0[i] = d1[i] = -7.0f; /* the gaps must stay */
+        sattn__kernels_generic.load_rows_t(d0, ld, src, rs, rows, cols, dtype);
+        kt->load_rows_t(d1, ld, src, rs, rows, cols, dtype);
+        mismatches += memcmp(d0, d1, sizeof(float) * (size_t)(cols * ld)) != 0;
+        free(src), free(d0), free(d1);
+    }
+    tu_check(mismatches == 0, "%s load_rows_t differs from generic in %d of 60 shapes", kt->name, mismatches);
+    printf("%-8s load_rows_t: 60 shapes x f32/f16/bf16, %d mismatches\n", kt->name, mismatches);
+}
+
 /* Conversions must match the generic ones bit for bit: both round to nearest even. */
 static void check_convert(const sattn__kernels *kt, tu_rng *r)
 {
@@ -319,6 +349,7 @@ int main(void)
         check_gemm_nt(kt, &r);
         check_gemm_h(kt, &r);
         check_convert(kt, &r);
+        check_transpose(kt, &r);
         check_softmax(kt, &r);
     }
     if (skipped) printf("%d kernel table(s) SKIPPED\n", skipped);

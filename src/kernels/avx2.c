@@ -313,6 +313,7 @@ const sattn__kernels sattn__kernels_avx2 = {
     .gemm_nt = gemm_nt,
     .gemm_nt_h = sattn__gemm_nt_h_generic,
     .gemm_h = sattn__gemm_h_generic,
+    .load_rows_t = sattn__load_rows_t_generic,
     .load_row = load_row,
     .store_row = store_row,
     .softmax_online = softmax_online,

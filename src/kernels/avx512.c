@@ -205,6 +205,60 @@ static void gemm_h(float *C, int ldc, const float *A, int ars, int acs, const ui
         gemm_panels(SATTN_BF16, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
 }
 
+/* ---- the transpose for K panels: 16 x 16 blocks in registers ---- */
+
+ALWAYS_INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) { /* interleave row pairs */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* 4 x 4 blocks within each 128-bit lane */
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int h = 0; h < 16; h += 8) /* then the 128-bit lanes across rows */
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+ALWAYS_INLINE void transpose_blocks(const int dtype, float *dst, int ld, const void *src, int64_t rs,
+                                    int rows, int cols)
+{
+    const int64_t es = dtype == SATTN_F32 ? 4 : 2;
+    int r0 = 0;
+    for (; r0 + 16 <= rows; r0 += 16) {
+        int c0 = 0;
+        for (; c0 + 16 <= cols; c0 += 16) {
+            __m512 x[16];
+            for (int i = 0; i < 16; i++) x[i] = load_b(src, (r0 + i) * rs + c0, dtype, 0xffff);
+            transpose16(x);
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (int64_t)(c0 + i) * ld + r0, x[i]);
+        }
+        if (c0 < cols)
+            sattn__load_rows_t_generic(dst + (int64_t)c0 * ld + r0, ld, (const char *)src + (r0 * rs + c0) * es, rs,
+                                       16, cols - c0, dtype);
+    }
+    if (r0 < rows)
+        sattn__load_rows_t_generic(dst + r0, ld, (const char *)src + r0 * rs * es, rs, rows - r0, cols, dtype);
+}
+
+static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int rows, int cols, int dtype)
+{
+    if (dtype == SATTN_F32) transpose_blocks(SATTN_F32, dst, ld, src, rs, rows, cols);
+    else if (dtype == SATTN_F16) transpose_blocks(SATTN_F16, dst, ld, src, rs, rows, cols);
+    else transpose_blocks(SATTN_BF16, dst, ld, src, rs, rows, cols);
+}
+
 /* ---- storage conversions: 16 at a time, the tail by the generic code ---- */
 
 static void load_row(float *dst, const void *src, int n, int dtype, float scale)
@@ -344,6 +398,7 @@ const sattn__kernels sattn__kernels_avx512 = {
     .gemm_nt = gemm_nt,
     .gemm_nt_h = gemm_nt_h,
     .gemm_h = gemm_h,
+    .load_rows_t = load_rows_t,
     .load_row = load_row,
     .store_row = store_row,
     .softmax_online = softmax_online,

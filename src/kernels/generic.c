@@ -65,6 +65,23 @@ void sattn__load_row_generic(float *dst, const void *src, int n, int dtype, floa
     }
 }
 
+void sattn__load_rows_t_generic(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                                int dtype)
+{
+    for (int r = 0; r < rows; r++) {
+        if (dtype == SATTN_F32) {
+            const float *s = (const float *)src + r * row_stride;
+            for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = s[c];
+        } else {
+            const uint16_t *s = (const uint16_t *)src + r * row_stride;
+            if (dtype == SATTN_F16)
+                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__f16_to_f32(s[c]);
+            else
+                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__bf16_to_f32(s[c]);
+        }
+    }
+}
+
 void sattn__store_row_generic(void *dst, const float *src, int n, int dtype, float scale)
 {
     if (dtype == SATTN_F32) {
@@ -180,6 +197,7 @@ const sattn__kernels sattn__kernels_generic = {
     .gemm_nt = gemm_nt,
     .gemm_nt_h = sattn__gemm_nt_h_generic,
     .gemm_h = sattn__gemm_h_generic,
+    .load_rows_t = sattn__load_rows_t_generic,
     .load_row = sattn__load_row_generic,
     .store_row = sattn__store_row_generic,
     .softmax_online = softmax_online,

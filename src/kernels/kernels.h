@@ -35,6 +35,11 @@ typedef struct sattn__kernels {
     void (*gemm_h)(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb,
                    int m, int n, int k, int accumulate, int dtype);
 
+    /* The transpose, for K panels: dst[c * ld + r] = src[r * row_stride + c] for r < rows,
+       c < cols, src stored as dtype. */
+    void (*load_rows_t)(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                        int dtype);
+
     /* dst[c] = scale * src[c] for c < n, src stored as dtype (f32, f16 or bf16). */
     void (*load_row)(float *dst, const void *src, int n, int dtype, float scale);
     /* dst[c] = scale * src[c] rounded to dtype, nearest even (NaN stays NaN). */
@@ -70,6 +75,8 @@ extern const sattn__kernels sattn__kernels_avx512;
 void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, const float *B,
                          int ldb, int m, int n, int k, int accumulate, int exact);
 void sattn__load_row_generic(float *dst, const void *src, int n, int dtype, float scale);
+void sattn__load_rows_t_generic(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+                                int dtype);
 void sattn__gemm_nt_h_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb,
                               int m, int n, int k, int dtype);
 void sattn__gemm_h_generic(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B,
