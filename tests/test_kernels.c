@@ -136,9 +136,11 @@ static void check_gemm_h(const sattn__kernels *kt, tu_rng *r)
         int dtype = t % 2 ? SATTN_F16 : SATTN_BF16;
         int m = (int)tu_range(r, 1, 9), n = (int)tu_range(r, 1, 70), k = 16 * (int)tu_range(r, 1, 10);
         if (t % 3 == 0) k += (int)tu_range(r, 1, 15);
+        if (t % 10 == 7) k = 16 * (int)tu_range(r, 33, 70) + (t % 20 == 7); /* wider than the 512-column buffer */
         int nt = t % 4 < 2; /* gemm_nt_h or gemm_h */
         int ldb = nt ? k + 8 : n + 8, lda = k + 3, ldc = n + 5, acc = t % 5 == 0;
         if (!nt && t % 3 == 0) n = 16 * (n / 16 + 1); /* full vectors for the in-kernel gemm_h */
+        if (!nt && t % 10 == 9) n = (int)tu_range(r, 513, 1100); /* wider than the buffer */
         if (!nt) ldb = n + 8, ldc = n + 5;
         int brows = nt ? n : k;
         uint16_t *B = malloc(sizeof(uint16_t) * (size_t)(brows * ldb));
