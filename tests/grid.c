@@ -201,6 +201,14 @@ int tu_grid(tu_named_spec *out, int max, int backward)
         snprintf(label, sizeof label, "%s bias mask alibi softcap", n), add(&g, label, s);
         s = tu_spec_basic(257, 1000, 16), s.dtype = d;
         snprintf(label, sizeof label, "%s 257x1000", n), add(&g, label, s);
+        /* head dims past the kernels' fixed buffers and vector widths (up to the 4096
+           the library accepts): decode rows, a few rows, and a block's worth */
+        s = tu_spec_basic(1, 130, 4096), s.dtype = d;
+        snprintf(label, sizeof label, "%s decode head_dim 4096", n), add(&g, label, s);
+        s = tu_spec_basic(1, 600, 1000), s.dtype = d;
+        snprintf(label, sizeof label, "%s decode head_dim 1000", n), add(&g, label, s);
+        s = tu_spec_basic(70, 70, 1000), s.dtype = d;
+        snprintf(label, sizeof label, "%s 70x70 head_dim 1000", n), add(&g, label, s);
     }
 
     /* ---- combinations ---- */
