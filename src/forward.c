@@ -1,14 +1,16 @@
 /* Fused attention forward: query blocks x key blocks with an online softmax
  * (FlashAttention), never a seq_q x seq_kv matrix.
  *
- * K and V are packed once per (batch, kv head) into f32 panels, Kᵀ per key block so
- * that Q·Kᵀ is the kernel's A·B, and reused by every query block of every query head
- * of the group. Groups are packed in chunks of at most SATTN__PACK_BYTES; a group
- * larger than that, or one whose panels would be read only once (decode), reads its
- * tiles straight from the inputs instead.
- *
- * Each (batch, head, query block) is one work item owned by one thread, so results do
- * not depend on the thread count. */
+ * Two schedules:
+ *  - blocks: K and V are packed once per (batch, kv head) into f32 panels, Kᵀ per key
+ *    block so that Q·Kᵀ is the kernel's A·B, and reused by every query block of every
+ *    query head of the group. Groups are packed in chunks of at most SATTN__PACK_BYTES;
+ *    a larger group reads its tiles straight from the inputs. Each (batch, head, query
+ *    block) is one work item.
+ *  - split (few query rows, e.g. decode): a group's query heads stacked into one tile,
+ *    its keys cut into chunks merged through the log-sum-exp (forward_split below).
+ * Each work item is owned by one thread and every merge has a fixed order, so results
+ * do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +22,6 @@
 #define SATTN__FEW_ROWS 8
 #define SATTN__SPLIT_ITEMS 32
 #define SATTN__PREFETCH_TILES 2 /* how far ahead the decode path asks for K and V rows */
-
-
 
 typedef struct fwd_ctx {
     const sattn__problem *pr;
@@ -193,11 +193,7 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
             if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
                 sattn__tile_scores(pr, s, h, i0, mv, j0, nk, kind, w->s, SATTN__BK, NULL);
             kt->softmax_online(w->s, SATTN__BK, mv, nk, w->mx, w->sum, w->o, dv, dv);
-            if (pr->dropout_p > 0) {
-                sattn__tile_dropout(pr, s, h, i0, mv, j0, nk, w->z, SATTN__BK);
-                for (int r = 0; r < mv; r++)
-                    for (int j = 0; j < nk; j++) w->s[r * SATTN__BK + j] *= w->z[r * SATTN__BK + j];
-            }
+            if (pr->dropout_p > 0) sattn__tile_dropout_apply(pr, s, h, i0, mv, j0, nk, w->s, SATTN__BK, w->z);
             /* O += P · V; NaN or Inf in V (masked keys may hold any bits) needs the exact form */
             kt->gemm(w->o, dv, w->s, SATTN__BK, 1, t.v, dv, mv, dv, nk, 1, t.v_bad);
         }
@@ -260,7 +256,6 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
         int64_t c0 = ch * x->chunk_blocks * SATTN__BK, c1 = c0 + x->chunk_blocks * SATTN__BK;
         if (c0 < lo / SATTN__BK * SATTN__BK) c0 = lo / SATTN__BK * SATTN__BK;
         if (c1 > hi) c1 = hi;
-        /* f32 rows are read in place; other dtypes are converted into the scratch tiles */
         /* K and V are read where they are stored (f32 directly, f16/bf16 converted inside
            the kernels) when their row strides fit the kernels' int strides */
         const int in_place = pr->ks[1] <= INT32_MAX && pr->vs[1] <= INT32_MAX;
@@ -295,22 +290,19 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                 sattn__load_rows(w->kt, d, kp, pr->ks[1], nk, d, pr->dtype, 1.0f); /* K rows, not Kᵀ */
                 kt->gemm_nt(w->s, SATTN__BK, w->q, d, w->kt, d, rows, nk, d);
             }
-            for (int64_t hl = 0; hl < pr->group; hl++) {
-                float *sh = w->s + hl * L * SATTN__BK;
-                if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
-                    sattn__tile_scores(pr, &s, h0 + hl, 0, L, j0, nk, kind, sh, SATTN__BK, NULL);
-            }
+            /* only a mask zeroes a weight on purpose: an unmasked tile has no score rules to
+               apply and needs no exact product below */
+            const int masked = kind == SATTN__TILE_PARTIAL || pr->has_score_mods;
+            if (masked)
+                for (int64_t hl = 0; hl < pr->group; hl++)
+                    sattn__tile_scores(pr, &s, h0 + hl, 0, L, j0, nk, kind, w->s + hl * L * SATTN__BK, SATTN__BK,
+                                       NULL);
             kt->softmax_online(w->s, SATTN__BK, rows, nk, w->mx, w->sum, w->o, dv, dv);
             if (pr->dropout_p > 0)
-                for (int64_t hl = 0; hl < pr->group; hl++) {
-                    float *sh = w->s + hl * L * SATTN__BK;
-                    sattn__tile_dropout(pr, &s, h0 + hl, 0, L, j0, nk, w->z, SATTN__BK);
-                    for (int r = 0; r < L; r++)
-                        for (int j = 0; j < nk; j++) sh[r * SATTN__BK + j] *= w->z[r * SATTN__BK + j];
-                }
-            /* O += P·V. Only a mask zeroes a weight on purpose, so an unmasked tile needs no
-               exact product; a masked one checks V (as f32) where P has zeros. */
-            const int masked = kind == SATTN__TILE_PARTIAL || pr->has_score_mods;
+                for (int64_t hl = 0; hl < pr->group; hl++)
+                    sattn__tile_dropout_apply(pr, &s, h0 + hl, 0, L, j0, nk, w->s + hl * L * SATTN__BK, SATTN__BK,
+                                              w->z);
+            /* O += P·V; a masked tile checks V (as f32) where P has zeros */
             if (in_place && !f32 && !masked) {
                 kt->gemm_h(w->o, dv, w->s, SATTN__BK, 1, (const uint16_t *)vp, (int)pr->vs[1], rows, dv, nk, 1,
                            (int)pr->dtype);

@@ -124,6 +124,10 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
 void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_t h,
                          int64_t i0, int mq, int64_t j0, int nk, float *Z, int ldz);
 
+/* P[r][c] *= Z[r][c] with Z (row stride ldp) filled as sattn__tile_dropout does. */
+void sattn__tile_dropout_apply(const sattn__problem *prob, const sattn__seq *s, int64_t h, int64_t i0,
+                               int mq, int64_t j0, int nk, float *P, int ldp, float *Z);
+
 /* ---- storage: strided rows of f32/f16/bf16 <-> contiguous f32 tiles (tile.c) ---- */
 
 /* dst[r][c] = scale * src[r * row_stride + c] for r < rows, c < cols. */

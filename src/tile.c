@@ -122,6 +122,14 @@ void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_
     }
 }
 
+void sattn__tile_dropout_apply(const sattn__problem *prob, const sattn__seq *s, int64_t h, int64_t i0,
+                               int mq, int64_t j0, int nk, float *P, int ldp, float *Z)
+{
+    sattn__tile_dropout(prob, s, h, i0, mq, j0, nk, Z, ldp);
+    for (int r = 0; r < mq; r++)
+        for (int c = 0; c < nk; c++) P[(int64_t)r * ldp + c] *= Z[(int64_t)r * ldp + c];
+}
+
 /* ---- storage ---- */
 
 /* 1 if any of the n floats is NaN or Inf (all exponent bits set). */
