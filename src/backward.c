@@ -38,13 +38,6 @@ typedef struct bwd_scratch {
     float *t;                /* (BQ, BK) tanh(s / softcap) */
 } bwd_scratch;
 
-static float *carve(float **at, size_t n)
-{
-    float *r = *at;
-    *at += (n + 15) & ~(size_t)15;
-    return r;
-}
-
 static size_t bwd_scratch_floats(const sattn__problem *pr)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
@@ -56,19 +49,19 @@ static bwd_scratch bwd_scratch_carve(const sattn__problem *pr, float *base)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, t = SATTN__BQ * SATTN__BK;
     bwd_scratch w;
-    w.q = carve(&base, SATTN__BQ * d);
-    w.dout = carve(&base, SATTN__BQ * dv);
-    w.dq = carve(&base, SATTN__BQ * d);
-    w.kt = carve(&base, d * SATTN__BK);
-    w.vt = carve(&base, dv * SATTN__BK);
-    w.k = carve(&base, SATTN__BK * d);
-    w.dk = carve(&base, SATTN__BK * d);
-    w.dv = carve(&base, SATTN__BK * dv);
-    w.p = carve(&base, t);
-    w.dp = carve(&base, t);
-    w.pz = carve(&base, t);
-    w.z = carve(&base, t);
-    w.t = carve(&base, t);
+    w.q = sattn__carve(&base, SATTN__BQ * d);
+    w.dout = sattn__carve(&base, SATTN__BQ * dv);
+    w.dq = sattn__carve(&base, SATTN__BQ * d);
+    w.kt = sattn__carve(&base, d * SATTN__BK);
+    w.vt = sattn__carve(&base, dv * SATTN__BK);
+    w.k = sattn__carve(&base, SATTN__BK * d);
+    w.dk = sattn__carve(&base, SATTN__BK * d);
+    w.dv = sattn__carve(&base, SATTN__BK * dv);
+    w.p = sattn__carve(&base, t);
+    w.dp = sattn__carve(&base, t);
+    w.pz = sattn__carve(&base, t);
+    w.z = sattn__carve(&base, t);
+    w.t = sattn__carve(&base, t);
     return w;
 }
 

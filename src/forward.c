@@ -57,25 +57,18 @@ static size_t fwd_scratch_floats(const sattn__problem *pr)
            SATTN__BQ * dv + 2 * SATTN__BQ + 8 * 16; /* 16-float alignment slack per piece */
 }
 
-static float *carve(float **at, size_t n)
-{
-    float *r = *at;
-    *at += (n + 15) & ~(size_t)15;
-    return r;
-}
-
 static fwd_scratch fwd_scratch_carve(const sattn__problem *pr, float *base)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
     fwd_scratch w;
-    w.q = carve(&base, SATTN__BQ * d);
-    w.kt = carve(&base, d * SATTN__BK);
-    w.v = carve(&base, SATTN__BK * dv);
-    w.s = carve(&base, SATTN__BQ * SATTN__BK);
-    w.z = carve(&base, SATTN__BQ * SATTN__BK);
-    w.o = carve(&base, SATTN__BQ * dv);
-    w.mx = carve(&base, SATTN__BQ);
-    w.sum = carve(&base, SATTN__BQ);
+    w.q = sattn__carve(&base, SATTN__BQ * d);
+    w.kt = sattn__carve(&base, d * SATTN__BK);
+    w.v = sattn__carve(&base, SATTN__BK * dv);
+    w.s = sattn__carve(&base, SATTN__BQ * SATTN__BK);
+    w.z = sattn__carve(&base, SATTN__BQ * SATTN__BK);
+    w.o = sattn__carve(&base, SATTN__BQ * dv);
+    w.mx = sattn__carve(&base, SATTN__BQ);
+    w.sum = sattn__carve(&base, SATTN__BQ);
     return w;
 }
 

@@ -51,6 +51,14 @@ static inline int sattn__thread_id(void) { return 0; }
 float *sattn__scratch_alloc(size_t per_thread, int threads, size_t *stride);
 void sattn__scratch_free(float *scratch);
 
+/* The next n floats of a thread's scratch, keeping 64-byte alignment. */
+static inline float *sattn__carve(float **at, size_t n)
+{
+    float *r = *at;
+    *at += (n + 15) & ~(size_t)15;
+    return r;
+}
+
 /* ---- the resolved problem (check.c) ---- */
 
 typedef struct sattn__problem {
