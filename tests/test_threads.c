@@ -103,6 +103,10 @@ int main(void)
     check_case("bf16, dropout, causal", &s);
     s = tu_spec_basic(1, 700, 64), s.heads_q = 2;                  check_case("one query, long kv", &s);
     s = tu_spec_basic(700, 3, 16), s.heads_q = 2;                  check_case("long q, three keys", &s);
+    /* decode: stacked query heads, keys split into several chunks, 16-bit in-kernel reads */
+    s = tu_spec_basic(1, 1500, 64), s.heads_q = 8, s.heads_kv = 2, s.dtype = SATTN_F16;
+    s.dropout_p = 0.2f, s.seed = 5, s.causal = SATTN_CAUSAL_BOTTOM_RIGHT;
+    check_case("decode, gqa, f16, dropout", &s);
     sattn_set_num_threads(0);
     return tu_summary("test_threads");
 }
