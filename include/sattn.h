@@ -24,8 +24,10 @@
  * out = 0, lse = -INFINITY and zero gradient, never NaN.
  *
  * Memory: the forward and backward walk query blocks x key blocks with an online
- * softmax and never hold a seq_q x seq_kv matrix; extra memory is a few tiles per
- * thread plus O(batch * heads_q * seq_q) floats in the backward.
+ * softmax and never hold a seq_q x seq_kv matrix. Beyond a few tiles per thread, the
+ * forward packs K and V into f32 panels of at most 48 MiB, and the backward keeps
+ * batch * heads_q * seq_q floats plus, per thread, at most 24 MiB of one kv head's
+ * query-side panels.
  */
 #ifndef SATTN_H
 #define SATTN_H
