@@ -38,31 +38,30 @@ typedef struct bwd_scratch {
     float *t;                /* (BQ, BK) tanh(s / softcap) */
 } bwd_scratch;
 
-static size_t bwd_scratch_floats(const sattn__problem *pr)
+/* Lays out one thread's scratch from base (NULL: only measures); returns its floats. */
+static size_t bwd_scratch_layout(const sattn__problem *pr, float *base, bwd_scratch *w)
 {
-    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
-    return SATTN__BQ * (2 * d + dv) + SATTN__BK * (3 * d + 2 * dv) + 5 * SATTN__BQ * SATTN__BK +
-           2 * SATTN__BQ + 15 * 16;
+    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, t = SATTN__BQ * SATTN__BK, off = 0;
+    w->q = sattn__carve(base, &off, SATTN__BQ * d);
+    w->dout = sattn__carve(base, &off, SATTN__BQ * dv);
+    w->dq = sattn__carve(base, &off, SATTN__BQ * d);
+    w->kt = sattn__carve(base, &off, d * SATTN__BK);
+    w->vt = sattn__carve(base, &off, dv * SATTN__BK);
+    w->k = sattn__carve(base, &off, SATTN__BK * d);
+    w->dk = sattn__carve(base, &off, SATTN__BK * d);
+    w->dv = sattn__carve(base, &off, SATTN__BK * dv);
+    w->p = sattn__carve(base, &off, t);
+    w->dp = sattn__carve(base, &off, t);
+    w->pz = sattn__carve(base, &off, t);
+    w->z = sattn__carve(base, &off, t);
+    w->t = sattn__carve(base, &off, t);
+    return off;
 }
 
-static bwd_scratch bwd_scratch_carve(const sattn__problem *pr, float *base)
+static size_t bwd_scratch_floats(const sattn__problem *pr)
 {
-    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, t = SATTN__BQ * SATTN__BK;
-    bwd_scratch w;
-    w.q = sattn__carve(&base, SATTN__BQ * d);
-    w.dout = sattn__carve(&base, SATTN__BQ * dv);
-    w.dq = sattn__carve(&base, SATTN__BQ * d);
-    w.kt = sattn__carve(&base, d * SATTN__BK);
-    w.vt = sattn__carve(&base, dv * SATTN__BK);
-    w.k = sattn__carve(&base, SATTN__BK * d);
-    w.dk = sattn__carve(&base, SATTN__BK * d);
-    w.dv = sattn__carve(&base, SATTN__BK * dv);
-    w.p = sattn__carve(&base, t);
-    w.dp = sattn__carve(&base, t);
-    w.pz = sattn__carve(&base, t);
-    w.z = sattn__carve(&base, t);
-    w.t = sattn__carve(&base, t);
-    return w;
+    bwd_scratch unused;
+    return bwd_scratch_layout(pr, NULL, &unused);
 }
 
 typedef struct bwd_args {
@@ -346,7 +345,9 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
 
     SATTN__OMP(omp parallel num_threads(threads))
     {
-        bwd_scratch w = bwd_scratch_carve(&pr, scratch + (size_t)sattn__thread_id() * stride);
+        bwd_scratch w;
+        float *mine = scratch + (size_t)sattn__thread_id() * stride;
+        float *panels = mine + bwd_scratch_layout(&pr, mine, &w); /* the fused schedule's panels */
 
         SATTN__OMP(omp for schedule(dynamic, 1))
         for (int64_t it = 0; it < bh_q; it++) {
@@ -356,9 +357,8 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
         }
 
         if (fused) {
-            float *buf = scratch + (size_t)sattn__thread_id() * stride + bwd_scratch_floats(&pr);
             SATTN__OMP(omp for schedule(dynamic, 1))
-            for (int64_t g = 0; g < groups; g++) group_fused(&a, g, buf, &w);
+            for (int64_t g = 0; g < groups; g++) group_fused(&a, g, panels, &w);
         } else {
         SATTN__OMP(omp for schedule(dynamic, 1))
         for (int64_t it = 0; it < items_kv; it++) {

@@ -50,26 +50,25 @@ typedef struct fwd_scratch {
     float *sum; /* (BQ)             running row sum of exp(s - mx) */
 } fwd_scratch;
 
-static size_t fwd_scratch_floats(const sattn__problem *pr)
+/* Lays out one thread's scratch from base (NULL: only measures); returns its floats. */
+static size_t fwd_scratch_layout(const sattn__problem *pr, float *base, fwd_scratch *w)
 {
-    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
-    return SATTN__BQ * d + d * SATTN__BK + SATTN__BK * dv + 2 * SATTN__BQ * SATTN__BK +
-           SATTN__BQ * dv + 2 * SATTN__BQ + 8 * 16; /* 16-float alignment slack per piece */
+    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, off = 0;
+    w->q = sattn__carve(base, &off, SATTN__BQ * d);
+    w->kt = sattn__carve(base, &off, d * SATTN__BK);
+    w->v = sattn__carve(base, &off, SATTN__BK * dv);
+    w->s = sattn__carve(base, &off, SATTN__BQ * SATTN__BK);
+    w->z = sattn__carve(base, &off, SATTN__BQ * SATTN__BK);
+    w->o = sattn__carve(base, &off, SATTN__BQ * dv);
+    w->mx = sattn__carve(base, &off, SATTN__BQ);
+    w->sum = sattn__carve(base, &off, SATTN__BQ);
+    return off;
 }
 
-static fwd_scratch fwd_scratch_carve(const sattn__problem *pr, float *base)
+static size_t fwd_scratch_floats(const sattn__problem *pr)
 {
-    size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v;
-    fwd_scratch w;
-    w.q = sattn__carve(&base, SATTN__BQ * d);
-    w.kt = sattn__carve(&base, d * SATTN__BK);
-    w.v = sattn__carve(&base, SATTN__BK * dv);
-    w.s = sattn__carve(&base, SATTN__BQ * SATTN__BK);
-    w.z = sattn__carve(&base, SATTN__BQ * SATTN__BK);
-    w.o = sattn__carve(&base, SATTN__BQ * dv);
-    w.mx = sattn__carve(&base, SATTN__BQ);
-    w.sum = sattn__carve(&base, SATTN__BQ);
-    return w;
+    fwd_scratch unused;
+    return fwd_scratch_layout(pr, NULL, &unused);
 }
 
 /* ---- key and value panels ---- */
@@ -383,7 +382,8 @@ static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
     }
     SATTN__OMP(omp parallel num_threads(threads))
     {
-        fwd_scratch w = fwd_scratch_carve(pr, scratch + (size_t)sattn__thread_id() * stride);
+        fwd_scratch w;
+        fwd_scratch_layout(pr, scratch + (size_t)sattn__thread_id() * stride, &w);
         SATTN__OMP(omp for schedule(dynamic, 1))
         for (int64_t it = 0; it < items; it++) split_item(&x, it / x.nchunks, it % x.nchunks, &w);
         if (x.nchunks > 1) {
@@ -440,7 +440,8 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
                 SATTN__OMP(omp for schedule(static))
                 for (int64_t it = 0; it < ng * nkb; it++) pack_block(&c, g0 + it / nkb, it % nkb);
             }
-            fwd_scratch w = fwd_scratch_carve(&pr, scratch + (size_t)sattn__thread_id() * stride);
+            fwd_scratch w;
+            fwd_scratch_layout(&pr, scratch + (size_t)sattn__thread_id() * stride, &w);
             /* Each item is computed by one thread alone: any schedule gives the same bits. */
             SATTN__OMP(omp for schedule(dynamic, 1))
             for (int64_t it = 0; it < ng * items_per_group; it++) {

@@ -51,11 +51,13 @@ static inline int sattn__thread_id(void) { return 0; }
 float *sattn__scratch_alloc(size_t per_thread, int threads, size_t *stride);
 void sattn__scratch_free(float *scratch);
 
-/* The next n floats of a thread's scratch, keeping 64-byte alignment. */
-static inline float *sattn__carve(float **at, size_t n)
+/* The next n floats of a thread's scratch, at offset *off from base, keeping 64-byte
+   alignment; *off advances past them. With base NULL it only measures (returns NULL),
+   so one layout function gives both the pieces and the size to allocate. */
+static inline float *sattn__carve(float *base, size_t *off, size_t n)
 {
-    float *r = *at;
-    *at += (n + 15) & ~(size_t)15;
+    float *r = base ? base + *off : NULL;
+    *off += (n + 15) & ~(size_t)15;
     return r;
 }
 
