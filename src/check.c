@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "kernels/kernels.h"
 #include "philox.h"
 #include "sattn_internal.h"
 
@@ -224,7 +225,7 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->head_dim = p->head_dim;
     prob->head_dim_v = dv_dim;
     prob->dtype = p->dtype;
-    prob->elem_size = p->dtype == SATTN_F32 ? 4 : 2;
+    prob->elem_size = (size_t)sattn__dtype_size(p->dtype);
     for (int a = 0; a < 3; a++) {
         prob->qs[a] = qs[a];
         prob->ks[a] = ks[a];

@@ -147,7 +147,7 @@ void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, i
                       sattn_dtype dtype, float scale)
 {
     const sattn__kernels *kt = sattn__kernels_get();
-    const int64_t es = dtype == SATTN_F32 ? 4 : 2;
+    const int64_t es = sattn__dtype_size(dtype);
     for (int r = 0; r < rows; r++)
         kt->load_row(dst + (int64_t)r * ld, (const char *)src + r * row_stride * es, cols, (int)dtype, scale);
 }
@@ -169,14 +169,14 @@ void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, 
                        sattn_dtype dtype, float scale)
 {
     const sattn__kernels *kt = sattn__kernels_get();
-    const int64_t es = dtype == SATTN_F32 ? 4 : 2;
+    const int64_t es = sattn__dtype_size(dtype);
     for (int r = 0; r < rows; r++)
         kt->store_row((char *)dst + r * row_stride * es, src + (int64_t)r * ld, cols, (int)dtype, scale);
 }
 
 void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype)
 {
-    size_t es = dtype == SATTN_F32 ? 4 : 2; /* +0.0 is all-zero bits in every dtype */
+    size_t es = (size_t)sattn__dtype_size(dtype); /* +0.0 is all-zero bits in every dtype */
     for (int r = 0; r < rows; r++)
         memset((char *)dst + r * row_stride * (int64_t)es, 0, (size_t)cols * es);
 }

@@ -185,7 +185,7 @@ static void load_row(float *dst, const void *src, int n, int dtype, float scale)
         }
     }
     if (c < n)
-        sattn__load_row_generic(dst + c, (const char *)src + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), n - c,
+        sattn__load_row_generic(dst + c, (const char *)src + (size_t)c * (size_t)sattn__dtype_size(dtype), n - c,
                                 dtype, scale);
 }
 
@@ -219,7 +219,7 @@ static void store_row(void *dst, const float *src, int n, int dtype, float scale
         }
     }
     if (c < n)
-        sattn__store_row_generic((char *)dst + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), src + c, n - c, dtype,
+        sattn__store_row_generic((char *)dst + (size_t)c * (size_t)sattn__dtype_size(dtype), src + c, n - c, dtype,
                                  scale);
 }
 

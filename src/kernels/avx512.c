@@ -84,7 +84,7 @@ ALWAYS_INLINE void micro(const int R, const int P, const int dtype, float *C, in
 ALWAYS_INLINE void gemm_panels(const int DT, float *C, int ldc, const float *A, int ars, int acs,
                                const void *B, int ldb, int m, int n, int k, int accumulate)
 {
-    const size_t es = DT == SATTN_F32 ? 4 : 2;
+    const size_t es = (size_t)sattn__dtype_size(DT);
     for (int j0 = 0; j0 < n; j0 += 64) {
         int nn = n - j0 < 64 ? n - j0 : 64;
         int P = (nn + 15) / 16;
@@ -160,7 +160,7 @@ ALWAYS_INLINE void nt_micro(const int R, const int NB, const int dtype, float *C
 ALWAYS_INLINE void gemm_nt_blocks(const int DT, float *C, int ldc, const float *A, int lda, const void *B,
                                   int ldb, int m, int n, int k)
 {
-    const size_t es = DT == SATTN_F32 ? 4 : 2;
+    const size_t es = (size_t)sattn__dtype_size(DT);
     for (int j = 0; j < n; j += 4) {
         int nb = n - j < 4 ? n - j : 4;
         for (int i = 0; i < m; i += 4) {
@@ -234,7 +234,7 @@ ALWAYS_INLINE void transpose16(__m512 r[16])
 ALWAYS_INLINE void transpose_blocks(const int dtype, float *dst, int ld, const void *src, int64_t rs,
                                     int rows, int cols)
 {
-    const int64_t es = dtype == SATTN_F32 ? 4 : 2;
+    const int64_t es = sattn__dtype_size(dtype);
     int r0 = 0;
     for (; r0 + 16 <= rows; r0 += 16) {
         int c0 = 0;
@@ -284,7 +284,7 @@ static void load_row(float *dst, const void *src, int n, int dtype, float scale)
         }
     }
     if (c < n)
-        sattn__load_row_generic(dst + c, (const char *)src + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), n - c,
+        sattn__load_row_generic(dst + c, (const char *)src + (size_t)c * (size_t)sattn__dtype_size(dtype), n - c,
                                 dtype, scale);
 }
 
@@ -316,7 +316,7 @@ static void store_row(void *dst, const float *src, int n, int dtype, float scale
         }
     }
     if (c < n)
-        sattn__store_row_generic((char *)dst + (size_t)c * (dtype == SATTN_F32 ? 4 : 2), src + c, n - c, dtype,
+        sattn__store_row_generic((char *)dst + (size_t)c * (size_t)sattn__dtype_size(dtype), src + c, n - c, dtype,
                                  scale);
 }
 

@@ -6,6 +6,11 @@
 
 #include <stdint.h>
 
+#include "sattn.h"
+
+/* Bytes of one stored element: 4 for SATTN_F32, 2 for SATTN_F16 and SATTN_BF16. */
+static inline int sattn__dtype_size(int dtype) { return dtype == SATTN_F32 ? 4 : 2; }
+
 typedef struct sattn__kernels {
     const char *name;
 
