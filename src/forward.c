@@ -217,9 +217,7 @@ static int needs_exact(const float *P, int ldp, int m, int n, const float *V, in
         int zero = 0;
         for (int r = 0; r < m; r++) zero |= P[(int64_t)r * ldp + j] == 0.0f;
         if (!zero) continue;
-        const float *vr = V + j * ldv;
-        for (int e = 0; e < dv; e++)
-            if (!(vr[e] - vr[e] == 0.0f)) return 1; /* NaN or Inf */
+        if (sattn__rows_nonfinite(V + j * ldv, dv, 1, dv)) return 1; /* one row: the stride is unused */
     }
     return 0;
 }
