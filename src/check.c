@@ -212,7 +212,6 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
         NEED(dk, has_kv, "seq_kv > 0");
         NEED(dv, has_kv, "seq_kv > 0");
     }
-    (void)lse;
 
     /* ---- resolved ---- */
     prob->p = p;
