@@ -171,6 +171,155 @@ SATTN_API sattn_status sattn_backward(const sattn_params *p,
                                       const void *out, const float *lse, const void *dout,
                                       void *dq, void *dk, void *dv);
 
+/* ---- attention weights, recomputed ----
+
+   w = the softmax weights P[i,j] of the rule above (before dropout), recomputed
+   exactly from q, k and the forward's lse, for query rows row0 .. row0+rows-1 of
+   every sequence: what a fused forward never stores, on request.
+     q, k, lse  as given to / returned by sattn_forward with the same params
+     w          f32, (batch, heads_q, rows, seq_kv) packed; with average != 0 the mean
+                over the query heads, (batch, rows, seq_kv)
+   Masked keys, keys j >= len_kv and rows i >= len_q get 0 (a fully masked row is all
+   0). 0 <= row0, rows >= 1, row0 + rows <= seq_q. */
+SATTN_API sattn_status sattn_attention_weights(const sattn_params *p, const void *q, const void *k,
+                                               const float *lse, int64_t row0, int64_t rows,
+                                               int average, float *w);
+
+/* ---- the multi-head self-attention layer ----
+
+   y = out_proj(attention(q_proj(x), k_proj(x), v_proj(x))), as
+   torch.nn.MultiheadAttention computes it for self-attention, with GQA/MQA:
+     Q = x Wqᵀ + bq   (tokens, num_heads * head_dim)
+     K = x Wkᵀ + bk   (tokens, num_kv_heads * head_dim)
+     V = x Wvᵀ + bv   (tokens, num_kv_heads * head_dim)
+     O = attention(Q, K, V) per head, heads concatenated   (tokens, num_heads * head_dim)
+     y = O Woᵀ + bo   (tokens, embed_dim)
+   One fused projection writes Q, K and V side by side in one row per token; the
+   attention reads them there through strides, with no copy in between.
+
+   The layer owns its parameters and their gradients (f32, one allocation each) and
+   the activations its last forward saved for the backward. A layer is not safe to
+   use from two threads at once; distinct layers are. */
+typedef struct sattn_mha sattn_mha;
+
+typedef struct sattn_mha_config {
+    int64_t embed_dim;     /* E >= 1 */
+    int64_t num_heads;     /* H >= 1 query heads */
+    int64_t num_kv_heads;  /* divides H; 0 means H (MHA); 1 is MQA */
+    int64_t head_dim;      /* D; 0 means E / H, which must then divide exactly */
+    int bias;              /* nonzero: in_proj_bias and out_proj.bias exist */
+    sattn_dtype dtype;     /* storage of x, y, dy, dx; parameters and math are f32 */
+} sattn_mha_config;
+
+/* Creates a layer with its parameters zeroed (load them with sattn_mha_set) and its
+   gradients zeroed. *layer is NULL on failure. */
+SATTN_API sattn_status sattn_mha_create(sattn_mha **layer, const sattn_mha_config *cfg);
+SATTN_API void sattn_mha_free(sattn_mha *layer);
+
+/* Parameters by PyTorch's names, all f32 row-major, views into one array:
+     "in_proj_weight"   (H*D + 2*Hkv*D, E)   q rows, then k rows, then v rows
+     "q_proj_weight"    (H*D, E)             the same rows, one projection at a time
+     "k_proj_weight"    (Hkv*D, E)
+     "v_proj_weight"    (Hkv*D, E)
+     "in_proj_bias"     (H*D + 2*Hkv*D)      only with bias
+     "out_proj.weight"  (E, H*D)
+     "out_proj.bias"    (E)                  only with bias
+   name NULL: every parameter, in the order above (in_proj_weight, in_proj_bias,
+   out_proj.weight, out_proj.bias). The pointer stays valid for the layer's life;
+   *numel (if not NULL) receives the element count. NULL for an unknown name (the
+   error message says so). */
+SATTN_API float *sattn_mha_param(sattn_mha *layer, const char *name, int64_t *numel);
+/* The gradient of the parameter of that name, the same views into a second array.
+   The backward adds to it; sattn_mha_zero_grad clears it. */
+SATTN_API float *sattn_mha_grad(sattn_mha *layer, const char *name, int64_t *numel);
+/* Copies numel floats into the named parameter; numel must be its size. */
+SATTN_API sattn_status sattn_mha_set(sattn_mha *layer, const char *name, const float *src, int64_t numel);
+SATTN_API void sattn_mha_zero_grad(sattn_mha *layer);
+
+/* y = layer(x).
+     x, y  (batch, seq, embed_dim) packed, stored as the layer's dtype; with
+           opts->cu_seqlens_q, (total, embed_dim) where total = cu_seqlens_q[batch]
+   opts: the masking and score fields of sattn_params (scale, causal, window_*,
+   seqlens_q, seqlens_kv, cu_seqlens_q, cu_seqlens_kv, bias, mask, alibi_slopes,
+   softcap, dropout_p, seed), with the meaning they have there and heads_q = H; the
+   shape, dtype and stride fields must be 0 (the layer sets them). NULL: none.
+   Self-attention: cu_seqlens_kv, if given, equals cu_seqlens_q. Query rows past a
+   sequence's seqlens_q have attention output 0, so y there is out_proj.bias.
+   Saves Q, K, V, O and the log-sum-exp for sattn_mha_backward and
+   sattn_mha_attention_weights; what opts points to must stay valid until then. */
+SATTN_API sattn_status sattn_mha_forward(sattn_mha *layer, const sattn_params *opts, int64_t batch,
+                                         int64_t seq, const void *x, void *y);
+
+/* Gradients of sum(y * dy) for the last forward, which must have had this batch and
+   seq and the same opts: adds every parameter's gradient into sattn_mha_grad, and
+   writes dx (same layout as x) unless dx is NULL. */
+SATTN_API sattn_status sattn_mha_backward(sattn_mha *layer, const sattn_params *opts, int64_t batch,
+                                          int64_t seq, const void *x, const void *dy, void *dx);
+
+/* sattn_attention_weights for the last forward: w (batch, H, rows, seq), or
+   (batch, rows, seq) averaged over heads. */
+SATTN_API sattn_status sattn_mha_attention_weights(const sattn_mha *layer, int64_t row0, int64_t rows,
+                                                   int average, float *w);
+
+/* ---- the KV cache ----
+
+   Keys and values of the tokens seen so far, for generation one step at a time:
+   a step appends the new tokens' K and V, then attends its queries to every cached
+   token with bottom-right causal alignment (new query i is token len - n + i and sees
+   the tokens up to itself). Stored head-major, (batch, heads_kv, capacity, dim), in
+   the cache's dtype, so each head's keys are one contiguous stream. All sequences of
+   the batch advance together. */
+typedef struct sattn_kvcache sattn_kvcache;
+
+typedef struct sattn_kvcache_config {
+    int64_t batch, heads_kv, head_dim; /* >= 1 */
+    int64_t head_dim_v;                /* 0 means head_dim */
+    sattn_dtype dtype;                 /* storage of the cached K and V */
+    int64_t capacity;                  /* tokens allocated at first; 0 = 256. Grows by doubling */
+    int64_t max_tokens;                /* > 0: an append past this many tokens fails; 0 = no limit */
+    /* > 0: a sliding-window model. Each query sees itself and the window - 1 tokens
+       before it; older tokens are dropped, so memory stays O(window). 0: keep all. */
+    int64_t window;
+} sattn_kvcache_config;
+
+SATTN_API sattn_status sattn_kvcache_create(sattn_kvcache **cache, const sattn_kvcache_config *cfg);
+SATTN_API void sattn_kvcache_free(sattn_kvcache *cache);
+/* Forgets every token (keeps the memory). */
+SATTN_API void sattn_kvcache_reset(sattn_kvcache *cache);
+/* Tokens appended since creation or reset (including those a window dropped). */
+SATTN_API int64_t sattn_kvcache_length(const sattn_kvcache *cache);
+
+/* Appends n >= 1 tokens: k (batch, n, heads_kv, head_dim) and v (batch, n, heads_kv,
+   head_dim_v), f32, element strides k_stride / v_stride of (batch, seq, head) with
+   the dim contiguous (NULL = packed). Converted to the cache's dtype. On error
+   nothing is appended. */
+SATTN_API sattn_status sattn_kvcache_append(sattn_kvcache *cache, int64_t n, const float *k,
+                                            const int64_t k_stride[3], const float *v,
+                                            const int64_t v_stride[3]);
+
+/* out = attention of q (batch, p->seq_q, heads_q, head_dim) to the cached tokens,
+   bottom-right causal (and the window of the config). p gives seq_q (the number of
+   newest tokens the queries stand for: at least 1, at most the tokens of the last
+   append with a window, else at most the tokens cached), heads_q (a multiple of
+   heads_kv), and any of scale, softcap, alibi_slopes, q_stride, o_stride; p->dtype
+   must be the cache's dtype (q and out are stored in it). p->batch, heads_kv,
+   head_dim and head_dim_v are 0 or the cache's; every other field must be 0.
+   lse (batch, heads_q, seq_q) may be NULL. */
+SATTN_API sattn_status sattn_kvcache_attend(const sattn_kvcache *cache, const sattn_params *p,
+                                            const void *q, void *out, float *lse);
+
+/* One generation step of the layer: x (batch, n, embed_dim) are the next n tokens;
+   their K and V go into the cache (made with the layer's num_kv_heads and head_dim),
+   their queries attend to every cached token, and y (batch, n, embed_dim) is written.
+   opts may set scale, softcap and alibi_slopes (as in sattn_mha_forward), or be NULL.
+   Decoding a sequence token by token gives the outputs of one causal forward. */
+SATTN_API sattn_status sattn_mha_decode(sattn_mha *layer, sattn_kvcache *cache, const sattn_params *opts,
+                                        int64_t batch, int64_t n, const void *x, void *y);
+
+/* Which GEMM the layer's projections use: "openblas (CORE)" when a BLAS was found at
+   build time and loads, else "builtin (ISA)". */
+SATTN_API const char *sattn_gemm_backend(void);
+
 /* The message of this thread's last failure ("" if none yet). Valid until this
    thread's next sattn call. */
 SATTN_API const char *sattn_last_error(void);

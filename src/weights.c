@@ -1,0 +1,2 @@
+/* placeholder */
+#include "sattn_internal.h"
