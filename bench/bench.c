@@ -4,9 +4,12 @@
  * the median time, GFLOP/s, % of the measured peak (or GB/s and % of bandwidth for
  * decode) and the speedup over the baseline.
  *
- *   bench [--quick] [--reps R] [--only fwd|bwd|decode|mem]
+ *   bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]
  *
  * FLOPs: forward 4·B·H·Nq·Nkv·d (causal: only the unmasked pairs), backward 2.5x that.
+ * The layer case (B=4, N=512, E=512, 8 heads) adds 2·T·E·(3E + E) for the projections
+ * (twice that again in the backward: dX and dW), against the same layer built from
+ * cblas_sgemm projections around the unfused attention.
  * Debian's OpenBLAS 0.3.21 takes this CPU for an old one unless OPENBLAS_CORETYPE is
  * set before it loads, so the program re-executes itself with it set. */
 #define _GNU_SOURCE
@@ -146,25 +149,50 @@ static double measure_peak(void)
     return flops / median(t, 5) * 1e-9;
 }
 
-/* GB/s of reading a 512 MiB buffer on every thread. */
+/* Sum of n floats (n a multiple of 64) with full-width loads and 4 independent
+   accumulators, so the loop waits on memory and not on the adds. */
+__attribute__((target("avx512f"))) static float read512(const float *p, size_t n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(p + i)), a1 = _mm512_add_ps(a1, _mm512_loadu_ps(p + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + i + 32)), a3 = _mm512_add_ps(a3, _mm512_loadu_ps(p + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+__attribute__((target("avx2"))) static float read256(const float *p, size_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i)), a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16)), a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    float f[8];
+    _mm256_storeu_ps(f, s);
+    return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
+}
+
+/* GB/s of reading a 512 MiB buffer, each thread its contiguous half, with the widest
+   loads the CPU has: the best read rate a kernel could hope for. */
 static double measure_bandwidth(void)
 {
     const size_t n = (size_t)128 << 20; /* floats */
-    float *buf = malloc(n * sizeof(float));
+    float *buf = aligned_alloc(64, n * sizeof(float));
     if (!buf) return 0;
 #pragma omp parallel for num_threads(g_threads) schedule(static)
     for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 255);
+    const int avx512 = __builtin_cpu_supports("avx512f");
     double t[5], sink = 0;
     for (int r = 0; r < 5; r++) {
         double t0 = seconds();
         double total = 0;
-#pragma omp parallel for num_threads(g_threads) schedule(static) reduction(+ : total)
-        for (size_t blk = 0; blk < n / 4096; blk++) {
-            float acc[16] = {0};
-            const float *p = buf + blk * 4096;
-            for (int i = 0; i < 4096; i += 16)
-                for (int j = 0; j < 16; j++) acc[j] += p[i + j];
-            for (int j = 0; j < 16; j++) total += acc[j];
+#pragma omp parallel num_threads(g_threads) reduction(+ : total)
+        {
+            int id = omp_get_thread_num(), nt = omp_get_num_threads();
+            size_t lo = n / 64 * id / nt * 64, hi = n / 64 * (id + 1) / nt * 64;
+            total += avx512 ? read512(buf + lo, hi - lo) : read256(buf + lo, hi - lo);
         }
         t[r] = seconds() - t0;
         sink += total;
@@ -397,6 +425,91 @@ static void decode_case(sattn_dtype dtype)
     free(s), free(kf), free(vf), free(q), free(out), free(lse), free(k16), free(v16), free(q16);
 }
 
+/* ---- the layer: B=4, N=512, E=512, 8 heads, against the same layer built unfused ---- */
+
+/* Y (T, n) = X (T, k) Wᵀ + b, on OpenBLAS */
+static void base_linear(float *Y, const float *X, const float *W, const float *b, int T, int n, int k)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, k, 1.0f, X, k, W, k, 0.0f, Y, n);
+#pragma omp parallel for num_threads(g_threads) schedule(static)
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < n; c++) Y[(size_t)t * n + c] += b[c];
+}
+
+static void layer_case(int backward)
+{
+    const int B = 4, N = 512, E = 512, H = 8, D = E / H, T = B * N;
+    sattn_mha_config cfg = {E, H, 0, 0, 1, SATTN_F32};
+    sattn_mha *m = NULL;
+    if (sattn_mha_create(&m, &cfg) != SATTN_OK) {
+        fprintf(stderr, "sattn_mha_create: %s\n", sattn_last_error());
+        exit(1);
+    }
+    int64_t np;
+    float *param = sattn_mha_param(m, NULL, &np);
+    fill(param, (size_t)np, 9, -0.05f, 0.05f);
+    const size_t TE = (size_t)T * E;
+    float *x = malloc(TE * 4), *y = malloc(TE * 4), *dy = malloc(TE * 4), *dx = malloc(TE * 4);
+    fill(x, TE, 10, -1, 1), fill(dy, TE, 11, -1, 1);
+    double ts[64], tb[64];
+    sattn_mha_forward(m, NULL, B, N, x, y);
+    for (int r = 0; r < g_reps; r++) {
+        double t0 = seconds();
+        sattn_status st = sattn_mha_forward(m, NULL, B, N, x, y);
+        if (st == SATTN_OK && backward) st = sattn_mha_backward(m, NULL, B, N, x, dy, dx);
+        ts[r] = seconds() - t0;
+        if (st != SATTN_OK) {
+            fprintf(stderr, "sattn_mha: %s\n", sattn_last_error());
+            exit(1);
+        }
+    }
+    /* the unfused layer: three projections, softmax(Q Kᵀ) V per (sequence, head) with
+       the probabilities kept, the output projection; the backward reverses each */
+    const float *Wq = param, *Wk = Wq + (size_t)E * E, *Wv = Wk + (size_t)E * E, *bq = param + 3 * (size_t)E * E;
+    const float *Wo = bq + 3 * E, *bo = Wo + (size_t)E * E;
+    float *Q = malloc(TE * 4), *K = malloc(TE * 4), *Vv = malloc(TE * 4), *O = malloc(TE * 4);
+    float *dQ = malloc(TE * 4), *dK = malloc(TE * 4), *dV = malloc(TE * 4), *dO = malloc(TE * 4);
+    float *P = malloc((size_t)B * H * N * N * 4), *dP = malloc((size_t)N * N * 4);
+    float *gW = calloc((size_t)4 * E * E, 4);
+    for (int r = 0; r < g_reps; r++) {
+        double t0 = seconds();
+        base_linear(Q, x, Wq, bq, T, E, E), base_linear(K, x, Wk, bq + E, T, E, E);
+        base_linear(Vv, x, Wv, bq + 2 * E, T, E, E);
+        for (int b = 0; b < B; b++)
+            baseline_forward(N, H, D, 0, Q + (size_t)b * N * E, K + (size_t)b * N * E, Vv + (size_t)b * N * E,
+                             O + (size_t)b * N * E, P + (size_t)b * H * N * N);
+        base_linear(y, O, Wo, bo, T, E, E);
+        if (backward) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, E, T, 1.0f, dy, E, O, E, 1.0f, gW, E);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, E, E, 1.0f, dy, E, Wo, E, 0.0f, dO, E);
+            for (int b = 0; b < B; b++) {
+                size_t o = (size_t)b * N * E;
+                baseline_backward(N, H, D, Q + o, K + o, Vv + o, O + o, dO + o, P + (size_t)b * H * N * N, dP,
+                                  dQ + o, dK + o, dV + o);
+            }
+            const float *dm[3] = {dQ, dK, dV}, *wm[3] = {Wq, Wk, Wv};
+            for (int i = 0; i < 3; i++) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, E, T, 1.0f, dm[i], E, x, E, 1.0f,
+                            gW + (size_t)(i + 1) * E * E, E);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, E, E, 1.0f, dm[i], E, wm[i], E,
+                            i ? 1.0f : 0.0f, dx, E);
+            }
+        }
+        tb[r] = seconds() - t0;
+    }
+    double proj = 2.0 * T * E * (3.0 * E) + 2.0 * T * E * E, attn = 4.0 * B * H * (double)N * N * D;
+    double flops = backward ? 3 * proj + 3.5 * attn : proj + attn;
+    double t = median(ts, g_reps), b = median(tb, g_reps);
+    char name[64];
+    snprintf(name, sizeof name, "layer B4 N512 E512 H8 %s", backward ? "fwd+bwd" : "fwd");
+    printf("%-34s %9.2f %9.1f %6.1f%% %11.2f %7.2fx\n", name, t * 1e3, flops / t * 1e-9,
+           100.0 * flops / t * 1e-9 / g_peak, b * 1e3, b / t);
+    fflush(stdout);
+    free(x), free(y), free(dy), free(dx), free(Q), free(K), free(Vv), free(O), free(dQ), free(dK), free(dV);
+    free(dO), free(P), free(dP), free(gW);
+    sattn_mha_free(m);
+}
+
 /* ---- peak memory of a 65536-token forward ---- */
 
 /* Runs the peak_memory program built beside this one: a fresh process, so its peak
@@ -436,7 +549,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench [--quick] [--reps R] [--only fwd|bwd|decode|mem]\n");
+            fprintf(stderr, "usage: bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]\n");
             return 2;
         }
     }
@@ -462,6 +575,11 @@ int main(int argc, char **argv)
                 for (int causal = 0; causal < 2; causal++)
                     for (int i = 0; i < nn; i++)
                         prefill_case(ns[i], 8, d, causal, dt ? SATTN_BF16 : SATTN_F32, backward);
+    }
+    if (!only || !strcmp(only, "layer")) {
+        printf("\nthe layer's GEMMs: %s\n", sattn_gemm_backend());
+        print_header();
+        layer_case(0), layer_case(1);
     }
     if (!only || !strcmp(only, "decode")) {
         printf("\n%-34s %9s %12s %11s %11s %8s\n", "case", "ms", "GB/s", "%bandwidth", "baseline ms", "speedup");

@@ -268,7 +268,8 @@ SATTN_API sattn_status sattn_mha_attention_weights(const sattn_mha *layer, int64
    token with bottom-right causal alignment (new query i is token len - n + i and sees
    the tokens up to itself). Stored head-major, (batch, heads_kv, capacity, dim), in
    the cache's dtype, so each head's keys are one contiguous stream. All sequences of
-   the batch advance together. */
+   the batch advance together. Append and reset change the cache: nothing else may
+   use it meanwhile; attends may run concurrently. */
 typedef struct sattn_kvcache sattn_kvcache;
 
 typedef struct sattn_kvcache_config {
@@ -276,9 +277,14 @@ typedef struct sattn_kvcache_config {
     int64_t head_dim_v;                /* 0 means head_dim */
     sattn_dtype dtype;                 /* storage of the cached K and V */
     int64_t capacity;                  /* tokens allocated at first; 0 = 256. Grows by doubling */
-    int64_t max_tokens;                /* > 0: an append past this many tokens fails; 0 = no limit */
+    /* > 0: an append past this many tokens fails, and the capacity never exceeds it;
+       0 = no limit (at most INT32_MAX tokens are attended to at once). */
+    int64_t max_tokens;
     /* > 0: a sliding-window model. Each query sees itself and the window - 1 tokens
-       before it; older tokens are dropped, so memory stays O(window). 0: keep all. */
+       before it; older tokens are dropped: the buffer stays linear, and when an append
+       does not fit, the last window - 1 tokens move to its front (capacity at least
+       2 (window - 1), so that costs about one row per token). Memory is
+       O(window + the largest append). 0: keep all. */
     int64_t window;
 } sattn_kvcache_config;
 
@@ -286,13 +292,17 @@ SATTN_API sattn_status sattn_kvcache_create(sattn_kvcache **cache, const sattn_k
 SATTN_API void sattn_kvcache_free(sattn_kvcache *cache);
 /* Forgets every token (keeps the memory). */
 SATTN_API void sattn_kvcache_reset(sattn_kvcache *cache);
-/* Tokens appended since creation or reset (including those a window dropped). */
+/* The configuration the cache was created with, head_dim_v resolved and capacity the
+   current one. */
+SATTN_API sattn_status sattn_kvcache_get_config(const sattn_kvcache *cache, sattn_kvcache_config *cfg);
+/* Tokens appended since creation or reset (including those a window dropped); 0 for
+   a NULL cache. */
 SATTN_API int64_t sattn_kvcache_length(const sattn_kvcache *cache);
 
 /* Appends n >= 1 tokens: k (batch, n, heads_kv, head_dim) and v (batch, n, heads_kv,
    head_dim_v), f32, element strides k_stride / v_stride of (batch, seq, head) with
-   the dim contiguous (NULL = packed). Converted to the cache's dtype. On error
-   nothing is appended. */
+   the dim contiguous (NULL or all three 0 = packed). Converted to the cache's dtype
+   (round to nearest even). On error, out of memory included, nothing is appended. */
 SATTN_API sattn_status sattn_kvcache_append(sattn_kvcache *cache, int64_t n, const float *k,
                                             const int64_t k_stride[3], const float *v,
                                             const int64_t v_stride[3]);

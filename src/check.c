@@ -183,7 +183,7 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     int64_t rows_kv = p->cu_seqlens_kv ? p->cu_seqlens_kv[p->batch] : p->seq_kv;
     int64_t ext_q[3] = {p->cu_seqlens_q ? 1 : p->batch, rows_q, p->heads_q};
     int64_t ext_kv[3] = {p->cu_seqlens_kv ? 1 : p->batch, rows_kv, heads_kv};
-    TRY(check_no_overlap("o_stride", "out", os, ext_q, dv_dim));
+    if (which != SATTN__WEIGHTS) TRY(check_no_overlap("o_stride", "out", os, ext_q, dv_dim));
     if (which == SATTN__BACKWARD) {
         TRY(check_no_overlap("q_stride", "dq", qs, ext_q, p->head_dim));
         TRY(check_no_overlap("k_stride", "dk", ks, ext_kv, p->head_dim));
@@ -203,8 +203,12 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     int has_q = rows_q > 0, has_kv = rows_kv > 0;
     NEED(q, has_q, "seq_q > 0");
     NEED(k, has_q && has_kv, "seq_q > 0 and seq_kv > 0");
-    NEED(v, has_q && has_kv, "seq_q > 0 and seq_kv > 0");
-    NEED(out, has_q, "seq_q > 0");
+    if (which == SATTN__WEIGHTS) {
+        NEED(lse, has_q, "the weights are recomputed from the forward's lse");
+    } else {
+        NEED(v, has_q && has_kv, "seq_q > 0 and seq_kv > 0");
+        NEED(out, has_q, "seq_q > 0");
+    }
     if (which == SATTN__BACKWARD) {
         NEED(lse, has_q, "the backward needs the forward's lse");
         NEED(dout, has_q, "seq_q > 0");

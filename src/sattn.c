@@ -28,7 +28,7 @@ sattn_status sattn__fail(const char *fmt, ...)
 sattn_status sattn__fail_nomem(size_t bytes)
 {
     snprintf(sattn__error, sizeof sattn__error,
-             "out of memory: could not allocate %zu bytes of scratch", bytes);
+             "out of memory: could not allocate %zu bytes", bytes);
     return SATTN_ERR_NOMEM;
 }
 

@@ -90,10 +90,12 @@ typedef struct sattn__seq {
     int64_t lse_hstride;
 } sattn__seq;
 
-enum { SATTN__FORWARD = 0, SATTN__BACKWARD = 1 };
+enum { SATTN__FORWARD = 0, SATTN__BACKWARD = 1, SATTN__WEIGHTS = 2 };
 
 /* Validates every argument of a forward (which = SATTN__FORWARD) or backward call and
-   fills *prob. Returns SATTN_OK or SATTN_ERR_INVALID with the message set. */
+   fills *prob. SATTN__WEIGHTS (sattn_attention_weights) reads q, k and lse only: it
+   needs no v or out (pass NULL) and writes nothing through o_stride.
+   Returns SATTN_OK or SATTN_ERR_INVALID with the message set. */
 sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int which,
                             const void *q, const void *k, const void *v, const void *out,
                             const float *lse, const void *dout,
