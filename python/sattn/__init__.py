@@ -1,0 +1,53 @@
+"""sattn: fused scaled-dot-product self-attention on the CPU, for NumPy.
+
+PyTorch-shaped:
+  scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                               is_causal=False, scale=None, enable_gqa=False)
+  scaled_dot_product_attention_backward(grad_output, query, key, value, ...)
+  MultiheadAttention(embed_dim, num_heads, ...)   load_state_dict, __call__, backward
+The whole C contract:
+  attention(q, k, v, *, layout, causal, window, seqlens_*, cu_seqlens_*, bias, mask,
+            alibi_slopes, softcap, scale, dropout_p, seed, return_lse)
+  attention_backward(dout, q, k, v, out, lse, ...), attention_weights(q, k, lse, ...)
+  KVCache(batch, heads_kv, head_dim, ...)         append, attend, step
+Errors raise sattn.Error, a ValueError carrying the C library's message.
+"""
+from ._arrays import bfloat16, copies_made
+from ._lib import Error, OutOfMemoryError, library_path
+from ._lib import lib as _clib
+from .functional import (attention, attention_backward, attention_weights,
+                         scaled_dot_product_attention, scaled_dot_product_attention_backward)
+from .kvcache import KVCache
+from .layer import MultiheadAttention
+
+__all__ = ["attention", "attention_backward", "attention_weights", "scaled_dot_product_attention",
+           "scaled_dot_product_attention_backward", "MultiheadAttention", "KVCache", "Error",
+           "OutOfMemoryError", "bfloat16", "copies_made", "set_num_threads", "get_num_threads",
+           "version", "isa", "gemm_backend", "library_path"]
+
+__version__ = _clib.sattn_version().decode()
+
+
+def set_num_threads(n):
+    """Threads used by later calls; 0 (or negative) = every core. Results do not depend on it."""
+    _clib.sattn_set_num_threads(int(n))
+
+
+def get_num_threads():
+    """The thread count the next call will use."""
+    return _clib.sattn_get_num_threads()
+
+
+def version():
+    """The C library's version, "MAJOR.MINOR.PATCH"."""
+    return _clib.sattn_version().decode()
+
+
+def isa():
+    """The kernel set in use: "generic", "avx2" or "avx512"."""
+    return _clib.sattn_isa().decode()
+
+
+def gemm_backend():
+    """The GEMM of the layer's projections ("openblas (CORE)" or "builtin (ISA)")."""
+    return _clib.sattn_gemm_backend().decode()

@@ -1,0 +1,221 @@
+"""The package itself: the ctypes mirror of the C structs, errors, strides and copies,
+storage types, threads."""
+import ctypes
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+import sattn
+from sattn import _lib
+from refimpl import close
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(os.path.dirname(os.path.dirname(HERE)), "include", "sattn.h")
+
+# ---- the structs ----
+
+I64, I32, F, PTR, ENUM = (8, 8), (4, 4), (4, 4), (8, 8), (4, 4)  # (size, alignment), LP64
+C_FIELDS = {
+    "sattn_params": (_lib.Params, [
+        ("batch", I64), ("seq_q", I64), ("seq_kv", I64), ("heads_q", I64), ("heads_kv", I64),
+        ("head_dim", I64), ("head_dim_v", I64), ("dtype", ENUM),
+        ("q_stride", (24, 8)), ("k_stride", (24, 8)), ("v_stride", (24, 8)), ("o_stride", (24, 8)),
+        ("scale", F), ("causal", ENUM), ("window_left", I64), ("window_right", I64),
+        ("seqlens_q", PTR), ("seqlens_kv", PTR), ("cu_seqlens_q", PTR), ("cu_seqlens_kv", PTR),
+        ("bias", PTR), ("bias_stride", (32, 8)), ("mask", PTR), ("mask_stride", (32, 8)),
+        ("alibi_slopes", PTR), ("softcap", F), ("dropout_p", F), ("seed", I64)]),
+    "sattn_mha_config": (_lib.MhaConfig, [
+        ("embed_dim", I64), ("num_heads", I64), ("num_kv_heads", I64), ("head_dim", I64),
+        ("bias", I32), ("dtype", ENUM)]),
+    "sattn_kvcache_config": (_lib.KVCacheConfig, [
+        ("batch", I64), ("heads_kv", I64), ("head_dim", I64), ("head_dim_v", I64),
+        ("dtype", ENUM), ("capacity", I64), ("max_tokens", I64), ("window", I64)]),
+}
+
+
+def c_layout(fields):
+    """Offsets and size as a C compiler lays the fields out on an LP64 target: each field
+    at the next multiple of its alignment, the struct padded to its largest alignment."""
+    off, offsets, align = 0, {}, 1
+    for name, (size, al) in fields:
+        off = (off + al - 1) // al * al
+        offsets[name] = (off, size)
+        off += size
+        align = max(align, al)
+    return offsets, (off + align - 1) // align * align
+
+
+@pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="the table is for LP64")
+@pytest.mark.parametrize("struct", sorted(C_FIELDS))
+def test_struct_matches_c_layout_rules(struct):
+    cls, fields = C_FIELDS[struct]
+    assert [f[0] for f in cls._fields_] == [f[0] for f in fields]
+    offsets, size = c_layout(fields)
+    assert ctypes.sizeof(cls) == size
+    for name, (off, sz) in offsets.items():
+        assert (getattr(cls, name).offset, getattr(cls, name).size) == (off, sz), name
+
+
+def test_struct_matches_compiled_probe():
+    """The C compiler's own offsets (python/tests/layout_probe.c, built by CMake)."""
+    probe = os.environ.get("SATTN_LAYOUT_PROBE")
+    if not probe:
+        pytest.skip("SATTN_LAYOUT_PROBE is not set (ctest sets it to the built sattn_layout_probe)")
+    lines = subprocess.run([probe], check=True, capture_output=True, text=True).stdout.split("\n")
+    seen = set()
+    for line in filter(None, lines):
+        struct, field, a, b = line.split()
+        cls = C_FIELDS[struct][0]
+        if field == "sizeof":
+            assert ctypes.sizeof(cls) == int(a) and ctypes.alignment(cls) == int(b), struct
+        else:
+            f = getattr(cls, field)
+            assert (f.offset, f.size) == (int(a), int(b)), (struct, field)
+            seen.add((struct, field))
+    assert seen == {(s, f[0]) for s, (_, fs) in C_FIELDS.items() for f in fs}
+
+
+def test_version_matches_header():
+    text = open(HEADER).read()
+    want = ".".join(re.search(rf"SATTN_VERSION_{p}\s+(\d+)", text).group(1)
+                    for p in ("MAJOR", "MINOR", "PATCH"))
+    assert sattn.version() == sattn.__version__ == want
+    assert sattn.isa() in ("generic", "avx2", "avx512")
+    assert sattn.gemm_backend()
+
+
+# ---- errors ----
+
+def qkv(shape=(2, 7, 2, 8), kv_heads=None, dtype=np.float32):
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal(shape).astype(dtype)
+    kvs = shape[:2] + (kv_heads or shape[2],) + shape[3:]
+    return q, rng.standard_normal(kvs).astype(dtype), rng.standard_normal(kvs).astype(dtype)
+
+
+@pytest.mark.parametrize("kwargs,heads,pattern", [
+    (dict(dropout_p=1.0), None, "dropout_p"),
+    (dict(softcap=-1.0), None, "softcap"),
+    (dict(scale=float("inf")), None, "scale"),
+    (dict(seqlens_kv=[3, 9]), None, "seqlens_kv"),
+    (dict(alibi_slopes=[0.1, float("nan")]), None, "alibi_slopes"),
+    ({}, 3, "heads"),
+])
+def test_library_errors_are_value_errors_with_its_message(kwargs, heads, pattern):
+    q, k, v = qkv((2, 7, 4, 8) if heads else (2, 7, 2, 8), kv_heads=heads)
+    with pytest.raises(ValueError, match=pattern) as e:
+        sattn.attention(q, k, v, **kwargs)
+    assert isinstance(e.value, sattn.Error) and e.value.status == -1
+    assert str(e.value) == _lib.last_error()  # the C library's own sentence
+
+
+def test_layer_and_shape_errors():
+    with pytest.raises(ValueError, match="embed_dim = 10 is not a multiple of num_heads = 3"):
+        sattn.MultiheadAttention(10, 3)
+    with pytest.raises(ValueError, match="num_kv_heads must divide"):
+        sattn.MultiheadAttention(12, 4, num_kv_heads=3)
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="same head dim"):
+        sattn.attention(q, k[..., :4], v)
+    with pytest.raises(ValueError, match="k and v must agree"):
+        sattn.attention(q, k, v[:, :3])
+    with pytest.raises(ValueError, match="past the"):  # would read beyond q's rows
+        sattn.attention(q[0], k[0], v[0], cu_seqlens_q=[0, 5, 9], cu_seqlens_kv=[0, 3, 7])
+    with pytest.raises(ValueError, match="does not broadcast"):
+        sattn.attention(q, k, v, mask=np.ones((3, 7), bool))
+    with pytest.raises(ValueError, match="causal"):
+        sattn.attention(q, k, v, causal=True)
+    with pytest.raises(ValueError, match="window"):
+        sattn.attention(q, k, v, window=(0, 3))
+    with pytest.raises(ValueError, match="uint16"):
+        sattn.attention(q.view(np.uint16), k.view(np.uint16), v.view(np.uint16))
+
+
+# ---- strides and copies ----
+
+def test_views_are_read_in_place_and_out_is_written_in_place():
+    q, k, v = qkv((2, 9, 3, 16))
+    want = sattn.attention(q, k, v)
+    big = np.full((3, 10, 4, 20), 7.0, np.float32)  # out as a view with gaps
+    out = big[1:, :9, 1:, 2:18]
+    before = sattn.copies_made()
+    got = sattn.attention(q, k, v, out=out)
+    assert got is out and sattn.copies_made() == before
+    close(lambda *a: None, "out= view", out, want.astype(np.float64), 1e-6)
+    mask = np.ones_like(big, bool)
+    mask[1:, :9, 1:, 2:18] = False
+    assert np.all(big[mask] == 7.0)  # nothing outside the view was written
+    # bhsd views of bshd data, and a broadcast batch, in place
+    before = sattn.copies_made()
+    bh = sattn.attention(*(x.transpose(0, 2, 1, 3) for x in (q, k, v)), layout="bhsd")
+    kb, vb = (np.broadcast_to(x[:1], x.shape) for x in (k, v))
+    sattn.attention(q, kb, vb)
+    assert sattn.copies_made() == before
+    close(lambda *a: None, "bhsd", bh.transpose(0, 2, 1, 3), want.astype(np.float64), 1e-6)
+
+
+def misaligned(x):
+    """x's values in a float32 array that starts 2 bytes past an aligned address."""
+    buf = np.zeros(x.nbytes + 8, np.uint8)
+    start = (-buf.ctypes.data) % 8 + 2
+    buf[start:start + x.nbytes] = np.ascontiguousarray(x).view(np.uint8).ravel()
+    y = buf[start:start + x.nbytes].view(np.float32).reshape(x.shape)
+    assert not y.flags.aligned
+    return y
+
+
+@pytest.mark.parametrize("make", [
+    misaligned,
+    lambda x: np.asfortranarray(x),                    # dim axis not contiguous
+    lambda x: x[:, ::-1],                              # negative stride
+    lambda x: x.astype(np.float64),                    # not a storage type
+])
+def test_undescribable_inputs_are_copied(make):
+    q, k, v = qkv((2, 9, 3, 16))
+    q2 = make(q)
+    want = sattn.attention(np.ascontiguousarray(q2, np.float32), k, v)
+    before = sattn.copies_made()
+    got = sattn.attention(q2, k, v)
+    copied = sattn.copies_made() - before
+    assert copied == 1
+    assert np.array_equal(got, want)
+
+
+def test_raw_uint16_bits():
+    """float16 / bfloat16 as uint16 views with dtype=: the same bits as the typed arrays."""
+    for npdt, name in ((np.float16, "float16"), (sattn.bfloat16, "bfloat16")):
+        q, k, v = qkv((2, 9, 3, 16), dtype=npdt)
+        typed = sattn.attention(q, k, v, causal="top_left")
+        raw = sattn.attention(q.view(np.uint16), k.view(np.uint16), v.view(np.uint16),
+                              causal="top_left", dtype=name)
+        assert raw.dtype == typed.dtype and np.array_equal(raw.view(np.uint16), typed.view(np.uint16))
+
+
+def test_results_do_not_depend_on_threads():
+    q, k, v = qkv((2, 65, 4, 32))
+    dout = np.ones_like(q)
+    n = sattn.get_num_threads()
+    try:
+        res = []
+        for t in (1, 2, 3):
+            sattn.set_num_threads(t)
+            assert sattn.get_num_threads() in (t, 1)  # 1 in a build without OpenMP
+            res.append((sattn.attention(q, k, v, causal="top_left"),)
+                       + sattn.attention_backward(dout, q, k, v, causal="top_left"))
+    finally:
+        sattn.set_num_threads(n)
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            assert np.array_equal(a, b)
+
+
+def test_layer_parameter_views_share_memory():
+    layer = sattn.MultiheadAttention(8, 2)
+    w = layer.parameters()["out_proj.weight"]
+    w[...] = 0.5
+    assert np.all(layer.state_dict()["out_proj.weight"] == 0.5)
+    del layer  # the view keeps the layer's memory alive
+    assert np.all(w == 0.5)
