@@ -6,6 +6,11 @@
  *
  *   bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]
  *
+ * While it runs, a progress line on stderr names the case being timed ("[12/40] fwd
+ * d=64 N=1024 causal f32", redrawn in place on a terminal, one line per case
+ * otherwise); the table is printed on stdout at the end. `sattn bench` runs this
+ * program with its arguments.
+ *
  * FLOPs: forward 4·B·H·Nq·Nkv·d (causal: only the unmasked pairs), backward 2.5x that.
  * The layer case (B=4, N=512, E=512, 8 heads) adds 2·T·E·(3E + E) for the projections
  * (twice that again in the backward: dX and dW), against the same layer built from
@@ -16,6 +21,7 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +43,64 @@ extern char *openblas_get_corename(void);
 
 static int g_reps = 5;
 static int g_threads = 1;
+
+/* ---- output: rows collected for the table at the end, progress on stderr ---- */
+
+static char *g_table;
+static size_t g_table_len, g_table_cap;
+static int g_case, g_cases, g_tty;
+
+/* Appends a formatted piece to the table (a failed allocation drops it). */
+__attribute__((format(printf, 1, 2))) static void table(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (g_table_len + (size_t)n + 1 > g_table_cap) {
+        size_t cap = 2 * (g_table_len + (size_t)n + 1) + 4096;
+        char *t = realloc(g_table, cap);
+        if (!t) return;
+        g_table = t, g_table_cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(g_table + g_table_len, g_table_cap - g_table_len, fmt, ap);
+    va_end(ap);
+    g_table_len += (size_t)n;
+}
+
+/* The next case starts: "[k/n] what", in place on a terminal. */
+static void progress(const char *what)
+{
+    g_case++;
+    if (g_tty) fprintf(stderr, "\r\033[K[%d/%d] %s ...", g_case, g_cases, what);
+    else fprintf(stderr, "[%d/%d] %s\n", g_case, g_cases, what);
+    fflush(stderr);
+}
+
+/* Clears the progress line and prints the table so far. */
+static void print_table(void)
+{
+    if (g_tty) fprintf(stderr, "\r\033[K");
+    if (g_table) fwrite(g_table, 1, g_table_len, stdout);
+    fflush(stdout);
+    free(g_table);
+    g_table = NULL, g_table_len = g_table_cap = 0;
+}
+
+/* A failed call: what was measured so far, then the message; exit status 1. */
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+{
+    print_table();
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
 
 static double seconds(void)
 {
@@ -286,11 +350,15 @@ static double g_peak, g_bw;
 
 static void print_header(void)
 {
-    printf("\n%-34s %9s %9s %7s %11s %8s\n", "case", "ms", "GFLOP/s", "%peak", "baseline ms", "speedup");
+    table("\n%-34s %9s %9s %7s %11s %8s\n", "case", "ms", "GFLOP/s", "%peak", "baseline ms", "speedup");
 }
 
 static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int backward)
 {
+    char name[64];
+    snprintf(name, sizeof name, "%s d=%d N=%d %s %s", backward ? "bwd" : "fwd", d, n,
+             causal ? "causal" : "full", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
+    progress(name);
     const size_t elems = (size_t)n * h * d;
     float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4);
     float *out = malloc(elems * 4), *dout = malloc(elems * 4), *lse = malloc((size_t)n * h * 4);
@@ -316,19 +384,13 @@ static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int
     double pairs = causal ? (double)n * (n + 1) / 2 : (double)n * n;
     double flops = 4.0 * h * pairs * d * (backward ? 2.5 : 1.0);
     double ts[64], tb[64];
-    if (sattn_forward(&p, sq, sk, sv, sout, lse) != SATTN_OK) {
-        fprintf(stderr, "sattn_forward: %s\n", sattn_last_error());
-        exit(1);
-    }
+    if (sattn_forward(&p, sq, sk, sv, sout, lse) != SATTN_OK) die("sattn_forward: %s", sattn_last_error());
     for (int r = 0; r < g_reps; r++) {
         double t0 = seconds();
         sattn_status st = backward ? sattn_backward(&p, sq, sk, sv, sout, lse, sdout, sdq, sdk, sdv)
                                    : sattn_forward(&p, sq, sk, sv, sout, lse);
         ts[r] = seconds() - t0;
-        if (st != SATTN_OK) {
-            fprintf(stderr, "sattn: %s\n", sattn_last_error());
-            exit(1);
-        }
+        if (st != SATTN_OK) die("sattn: %s", sattn_last_error());
     }
     /* the baseline, in f32 (OpenBLAS has no f16 GEMM; bf16 cases compare against f32) */
     float *P = malloc((size_t)h * n * n * 4), *dP = malloc((size_t)n * n * 4);
@@ -340,12 +402,8 @@ static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int
         tb[r] = seconds() - t0;
     }
     double t = median(ts, g_reps), b = median(tb, g_reps);
-    char name[64];
-    snprintf(name, sizeof name, "%s d=%d N=%d %s %s", backward ? "bwd" : "fwd", d, n,
-             causal ? "causal" : "full", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
-    printf("%-34s %9.2f %9.1f %6.1f%% %11.2f %7.2fx\n", name, t * 1e3, flops / t * 1e-9,
-           100.0 * flops / t * 1e-9 / g_peak, b * 1e3, b / t);
-    fflush(stdout);
+    table("%-34s %9.2f %9.1f %6.1f%% %11.2f %7.2fx\n", name, t * 1e3, flops / t * 1e-9,
+          100.0 * flops / t * 1e-9 / g_peak, b * 1e3, b / t);
     free(P), free(dP), free(h16);
     free(q), free(k), free(v), free(out), free(dout), free(lse), free(dq), free(dk), free(dv);
 }
@@ -354,6 +412,9 @@ static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int
 
 static void decode_case(sattn_dtype dtype)
 {
+    char name[64];
+    snprintf(name, sizeof name, "decode 4096 keys 32/8 heads %s", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
+    progress(name);
     const int nkv = 4096, hq = 32, hk = 8, d = 128, reps = g_reps * 4;
     const size_t kv_elems = (size_t)nkv * hk * d, q_elems = (size_t)hq * d;
     const size_t es = dtype == SATTN_F32 ? 4 : 2;
@@ -390,10 +451,7 @@ static void decode_case(sattn_dtype dtype)
     for (int r = 0; r < reps; r++) {
         flush_caches();
         double t0 = seconds();
-        if (sattn_forward(&p, sq, k, v, sout, lse) != SATTN_OK) {
-            fprintf(stderr, "sattn_forward: %s\n", sattn_last_error());
-            exit(1);
-        }
+        if (sattn_forward(&p, sq, k, v, sout, lse) != SATTN_OK) die("sattn_forward: %s", sattn_last_error());
         ts[r] = seconds() - t0;
     }
     /* baseline: per query head, s = K q (sgemv), softmax, o = Vᵀ p (sgemv), on f32 KV */
@@ -417,11 +475,8 @@ static void decode_case(sattn_dtype dtype)
     }
     double t = median(ts, reps), b = median(tb, reps);
     double bytes = 2.0 * (double)kv_elems * (double)es;
-    char name[64];
-    snprintf(name, sizeof name, "decode 4096 keys 32/8 heads %s", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
-    printf("%-34s %9.3f %7.1f GB/s %5.1f%% of bw %9.3f %7.2fx\n", name, t * 1e3, bytes / t * 1e-9,
-           100.0 * bytes / t * 1e-9 / g_bw, b * 1e3, b / t);
-    fflush(stdout);
+    table("%-34s %9.3f %7.1f GB/s %5.1f%% of bw %9.3f %7.2fx\n", name, t * 1e3, bytes / t * 1e-9,
+          100.0 * bytes / t * 1e-9 / g_bw, b * 1e3, b / t);
     free(s), free(kf), free(vf), free(q), free(out), free(lse), free(k16), free(v16), free(q16);
 }
 
@@ -438,13 +493,13 @@ static void base_linear(float *Y, const float *X, const float *W, const float *b
 
 static void layer_case(int backward)
 {
+    char name[64];
+    snprintf(name, sizeof name, "layer B4 N512 E512 H8 %s", backward ? "fwd+bwd" : "fwd");
+    progress(name);
     const int B = 4, N = 512, E = 512, H = 8, D = E / H, T = B * N;
     sattn_mha_config cfg = {E, H, 0, 0, 1, SATTN_F32};
     sattn_mha *m = NULL;
-    if (sattn_mha_create(&m, &cfg) != SATTN_OK) {
-        fprintf(stderr, "sattn_mha_create: %s\n", sattn_last_error());
-        exit(1);
-    }
+    if (sattn_mha_create(&m, &cfg) != SATTN_OK) die("sattn_mha_create: %s", sattn_last_error());
     int64_t np;
     float *param = sattn_mha_param(m, NULL, &np);
     fill(param, (size_t)np, 9, -0.05f, 0.05f);
@@ -458,10 +513,7 @@ static void layer_case(int backward)
         sattn_status st = sattn_mha_forward(m, NULL, B, N, x, y);
         if (st == SATTN_OK && backward) st = sattn_mha_backward(m, NULL, B, N, x, dy, dx);
         ts[r] = seconds() - t0;
-        if (st != SATTN_OK) {
-            fprintf(stderr, "sattn_mha: %s\n", sattn_last_error());
-            exit(1);
-        }
+        if (st != SATTN_OK) die("sattn_mha: %s", sattn_last_error());
     }
     /* the unfused layer: three projections, softmax(Q Kᵀ) V per (sequence, head) with
        the probabilities kept, the output projection; the backward reverses each */
@@ -500,11 +552,8 @@ static void layer_case(int backward)
     double proj = 2.0 * T * E * (3.0 * E) + 2.0 * T * E * E, attn = 4.0 * B * H * (double)N * N * D;
     double flops = backward ? 3 * proj + 3.5 * attn : proj + attn;
     double t = median(ts, g_reps), b = median(tb, g_reps);
-    char name[64];
-    snprintf(name, sizeof name, "layer B4 N512 E512 H8 %s", backward ? "fwd+bwd" : "fwd");
-    printf("%-34s %9.2f %9.1f %6.1f%% %11.2f %7.2fx\n", name, t * 1e3, flops / t * 1e-9,
-           100.0 * flops / t * 1e-9 / g_peak, b * 1e3, b / t);
-    fflush(stdout);
+    table("%-34s %9.2f %9.1f %6.1f%% %11.2f %7.2fx\n", name, t * 1e3, flops / t * 1e-9,
+          100.0 * flops / t * 1e-9 / g_peak, b * 1e3, b / t);
     free(x), free(y), free(dy), free(dx), free(Q), free(K), free(Vv), free(O), free(dQ), free(dK), free(dV);
     free(dO), free(P), free(dP), free(gW);
     sattn_mha_free(m);
@@ -514,26 +563,41 @@ static void layer_case(int backward)
 
 /* Runs the peak_memory program built beside this one: a fresh process, so its peak
    RSS is that forward's alone (and a fork of this process would inherit OpenMP's
-   thread pool without its threads). */
+   thread pool without its threads). Its report goes into the table. */
 static void memory_case(void)
 {
+    progress("mem: peak memory of a 65536-token forward");
     char path[4096];
     ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
     if (n <= 0) return;
     path[n] = '\0';
     char *slash = strrchr(path, '/');
     strcpy(slash ? slash + 1 : path, "peak_memory");
+    int fd[2];
+    if (pipe(fd) != 0) die("cannot run %s: no pipe", path);
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]), close(fd[1]);
         char *args[] = {path, "65536", "64", "0", NULL};
         execv(path, args);
         fprintf(stderr, "bench: cannot run %s\n", path);
         _exit(127);
     }
+    close(fd[1]);
+    char buf[4096];
+    ssize_t got;
+    while (pid > 0 && (got = read(fd[0], buf, sizeof buf - 1)) > 0) {
+        buf[got] = '\0';
+        table("%s", buf);
+    }
+    close(fd[0]);
     int status;
     if (pid > 0) waitpid(pid, &status, 0);
 }
+
+static const char usage[] = "usage: bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]\n";
 
 int main(int argc, char **argv)
 {
@@ -544,31 +608,48 @@ int main(int argc, char **argv)
     }
     int quick = 0;
     const char *only = NULL;
+    static const char *const groups[] = {"fwd", "bwd", "layer", "decode", "mem"};
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]\n");
+            fputs(usage, stderr);
             return 2;
         }
+    }
+    int known = !only;
+    for (int g = 0; g < 5 && !known; g++) known = !strcmp(only, groups[g]);
+    if (!known) {
+        fprintf(stderr, "bench: --only %s: not one of fwd, bwd, layer, decode, mem\n%s", only, usage);
+        return 2;
     }
     if (g_reps < 1) g_reps = 1;
     if (g_reps > 64) g_reps = 64;
     g_threads = sattn_get_num_threads();
     openblas_set_num_threads(g_threads);
 
+    static const int ns[] = {512, 1024, 2048, 4096};
+    const int nn = quick ? 2 : 4;
+#define WANT(group) (!only || !strcmp(only, group))
+    g_tty = isatty(STDERR_FILENO);
+    g_cases = 1 + (WANT("fwd") + WANT("bwd")) * 8 * nn + 2 * WANT("layer") + 3 * WANT("decode") + WANT("mem");
+    progress("measuring the FMA peak and the memory read bandwidth");
     g_peak = measure_peak();
     g_bw = measure_bandwidth();
+    if (g_tty) fprintf(stderr, "\r\033[K");
     printf("sattn %s, %s kernels, %d threads; OpenBLAS core %s\n", sattn_version(), sattn_isa(), g_threads,
            openblas_get_corename());
     printf("measured: FMA peak %.1f GFLOP/s, memory read bandwidth %.1f GB/s; medians of %d runs\n", g_peak,
            g_bw, g_reps);
+    fflush(stdout);
 
-    static const int ns[] = {512, 1024, 2048, 4096};
-    const int nn = quick ? 2 : 4;
     for (int backward = 0; backward < 2; backward++) {
-        if (only && strcmp(only, backward ? "bwd" : "fwd")) continue;
+        if (!WANT(backward ? "bwd" : "fwd")) continue;
         print_header();
         for (int dt = 0; dt < 2; dt++)
             for (int d = 64; d <= 128; d *= 2)
@@ -576,18 +657,20 @@ int main(int argc, char **argv)
                     for (int i = 0; i < nn; i++)
                         prefill_case(ns[i], 8, d, causal, dt ? SATTN_BF16 : SATTN_F32, backward);
     }
-    if (!only || !strcmp(only, "layer")) {
-        printf("\nthe layer's GEMMs: %s\n", sattn_gemm_backend());
+    if (WANT("layer")) {
+        table("\nthe layer's GEMMs: %s\n", sattn_gemm_backend());
         print_header();
         layer_case(0), layer_case(1);
     }
-    if (!only || !strcmp(only, "decode")) {
-        printf("\n%-34s %9s %12s %11s %11s %8s\n", "case", "ms", "GB/s", "%bandwidth", "baseline ms", "speedup");
+    if (WANT("decode")) {
+        table("\n%-34s %9s %12s %11s %11s %8s\n", "case", "ms", "GB/s", "%bandwidth", "baseline ms", "speedup");
         decode_case(SATTN_F32), decode_case(SATTN_F16), decode_case(SATTN_BF16);
     }
-    if (!only || !strcmp(only, "mem")) {
-        printf("\n");
+    if (WANT("mem")) {
+        table("\n");
         memory_case();
     }
+#undef WANT
+    print_table();
     return 0;
 }

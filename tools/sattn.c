@@ -1,0 +1,72 @@
+/* sattn: the command-line program. One binary, one subcommand per job:
+ *
+ *   sattn run    attention on .npy files
+ *   sattn bench  the benchmark against unfused attention on OpenBLAS
+ *   sattn show   attention weights as a heatmap PNG
+ *   sattn demo   a small Transformer that learns to reverse sequences
+ *
+ * Every subcommand has --help; errors go to stderr, with the exit status of cli.h.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "pngio.h"
+#include "sattn.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", cli_run, "attention on .npy files: sattn run --q Q.npy --k K.npy --v V.npy -o OUT.npy"},
+    {"bench", cli_bench, "time sattn against unfused attention on OpenBLAS, with a table at the end"},
+    {"show", cli_show, "draw attention weights [heads, q, k] as a heatmap PNG, a panel per head"},
+    {"demo", cli_demo, "train a small Transformer to reverse sequences; write its attention maps"},
+};
+enum { NCOMMANDS = sizeof commands / sizeof *commands };
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sattn COMMAND [options]      (sattn COMMAND --help: the options of one)\n\n"
+               "Fused self-attention on the CPU.\n\nCommands:\n");
+    for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nOptions:\n  -h, --help   this help\n  --version    version, kernels, GEMM backend, PNG support\n\n%s",
+            cli_exit_codes_help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_ERR_USAGE;
+    }
+    const char *name = argv[1];
+    if (cli_is_help(name)) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(name, "--version")) {
+        int threads = sattn_get_num_threads();
+        printf("sattn %s (%s kernels, %d thread%s, projection GEMMs on %s, PNG %s)\n", sattn_version(), sattn_isa(),
+               threads, threads == 1 ? "" : "s", sattn_gemm_backend(), cli_png_available() ? "via libpng" : "not built in");
+        return CLI_OK;
+    }
+    /* "sattn help CMD" is "sattn CMD --help" */
+    if (!strcmp(name, "help") && argc >= 3) {
+        for (int i = 0; i < NCOMMANDS; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                char help[] = "--help";
+                char *args[] = {argv[2], help, NULL};
+                return commands[i].run(2, args);
+            }
+    } else {
+        for (int i = 0; i < NCOMMANDS; i++)
+            if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "sattn: unknown command '%s'\n\n", argc >= 3 && !strcmp(name, "help") ? argv[2] : name);
+    usage(stderr);
+    return CLI_ERR_USAGE;
+}
