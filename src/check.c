@@ -17,12 +17,11 @@ static sattn_status check_size(const char *name, int64_t value, int64_t min)
     return SATTN_OK;
 }
 
-/* Resolves all-zero strides to packed [batch][seq][head][dim]. */
-static sattn_status resolve_strides(const char *name, const int64_t in[3], int64_t out[3],
-                                    int64_t seq, int64_t heads, int64_t dim)
+sattn_status sattn__resolve_strides(const char *name, const int64_t in[3], int64_t out[3], int64_t seq,
+                                    int64_t heads, int64_t dim)
 {
     static const char *axis[3] = {"batch", "seq", "head"};
-    if (in[0] == 0 && in[1] == 0 && in[2] == 0) {
+    if (in == NULL || (in[0] == 0 && in[1] == 0 && in[2] == 0)) {
         out[2] = dim;
         out[1] = heads * dim;
         out[0] = seq * heads * dim;
@@ -174,10 +173,10 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
 
     /* ---- layout ---- */
     int64_t qs[3], ks[3], vs[3], os[3];
-    TRY(resolve_strides("q_stride", p->q_stride, qs, p->seq_q, p->heads_q, p->head_dim));
-    TRY(resolve_strides("k_stride", p->k_stride, ks, p->seq_kv, heads_kv, p->head_dim));
-    TRY(resolve_strides("v_stride", p->v_stride, vs, p->seq_kv, heads_kv, dv_dim));
-    TRY(resolve_strides("o_stride", p->o_stride, os, p->seq_q, p->heads_q, dv_dim));
+    TRY(sattn__resolve_strides("q_stride", p->q_stride, qs, p->seq_q, p->heads_q, p->head_dim));
+    TRY(sattn__resolve_strides("k_stride", p->k_stride, ks, p->seq_kv, heads_kv, p->head_dim));
+    TRY(sattn__resolve_strides("v_stride", p->v_stride, vs, p->seq_kv, heads_kv, dv_dim));
+    TRY(sattn__resolve_strides("o_stride", p->o_stride, os, p->seq_q, p->heads_q, dv_dim));
     /* Extents of the written tensors: with cu_seqlens the seq axis holds every sequence. */
     int64_t rows_q = p->cu_seqlens_q ? p->cu_seqlens_q[p->batch] : p->seq_q;
     int64_t rows_kv = p->cu_seqlens_kv ? p->cu_seqlens_kv[p->batch] : p->seq_kv;

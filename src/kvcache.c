@@ -251,26 +251,6 @@ int64_t sattn_kvcache_length(const sattn_kvcache *cache)
 
 /* ---- append ---- */
 
-/* Strides of an f32 input (batch, n, heads_kv, dim); NULL or all zero = packed. */
-static sattn_status input_strides(const char *name, const int64_t in[3], int64_t out[3], int64_t n,
-                                  int64_t heads, int64_t dim)
-{
-    static const char *axis[3] = {"batch", "seq", "head"};
-    if (in == NULL || (in[0] == 0 && in[1] == 0 && in[2] == 0)) {
-        out[2] = dim;
-        out[1] = heads * dim;
-        out[0] = n * heads * dim;
-        return SATTN_OK;
-    }
-    for (int a = 0; a < 3; a++) {
-        if (in[a] < 0)
-            return sattn__fail("%s[%d] (the %s stride) must be >= 0 (got %lld)", name, a, axis[a],
-                               (long long)in[a]);
-        out[a] = in[a];
-    }
-    return SATTN_OK;
-}
-
 /* Rows t = 0 .. n-1 of src (strides st) into rows row0 + t of every head of dst,
    rounded to the cache's dtype. */
 static void store_tokens(const sattn_kvcache *c, void *dst, int64_t dim, const float *src,
@@ -301,8 +281,8 @@ sattn_status sattn_kvcache_append(sattn_kvcache *cache, int64_t n, const float *
     if (k == NULL) return sattn__fail("k is NULL");
     if (v == NULL) return sattn__fail("v is NULL");
     int64_t ks[3], vs[3];
-    TRY(input_strides("k_stride", k_stride, ks, n, c->heads_kv, c->head_dim));
-    TRY(input_strides("v_stride", v_stride, vs, n, c->heads_kv, c->head_dim_v));
+    TRY(sattn__resolve_strides("k_stride", k_stride, ks, n, c->heads_kv, c->head_dim));
+    TRY(sattn__resolve_strides("v_stride", v_stride, vs, n, c->heads_kv, c->head_dim_v));
     if (c->max_tokens > 0 && n > c->max_tokens - c->length)
         return sattn__fail("max_tokens is %lld: the cache has %lld tokens and cannot take %lld more",
                            (long long)c->max_tokens, (long long)c->length, (long long)n);

@@ -103,6 +103,12 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
 
 void sattn__seq_info(const sattn__problem *prob, int64_t b, sattn__seq *s);
 
+/* out = the element strides of (batch, seq, head) given in (in), or, when in is NULL or
+   all zero, those of packed [batch][seq][head][dim]. A negative stride is an error
+   naming name[axis]. */
+sattn_status sattn__resolve_strides(const char *name, const int64_t in[3], int64_t out[3], int64_t seq,
+                                    int64_t heads, int64_t dim);
+
 /* Element offset of row i, head h of sequence s in a q/out-like (q_side) or k/v-like tensor. */
 static inline int64_t sattn__q_elem(const sattn__seq *s, const int64_t st[3], int64_t i, int64_t h)
 {
