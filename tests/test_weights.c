@@ -425,40 +425,8 @@ static void test_masked_rows(void)
    lse (~1e4) is where f32 rounds, and the tolerance's |lse| term covers it. */
 static void extreme_case(const char *label, int via_bias, double sign, sattn_dtype dt)
 {
-    tu_spec s = tu_spec_basic(7, 9, 8);
-    s.batch = 2, s.heads_q = 2, s.dtype = dt;
-    s.scale = via_bias ? 0.125f : 1.0f;
-    s.bias = via_bias ? 1 : 0;
     tu_case c;
-    tu_rng r;
-    tu_seed(&r, 5);
-    tu_case_init(&c, &s);
-    for (int64_t b = 0; b < s.batch; b++)
-        for (int64_t h = 0; h < s.heads_q; h++) {
-            for (int64_t i = 0; i < s.seq_q; i++)
-                for (int64_t e = 0; e < s.head_dim; e++) {
-                    float x = (float)tu_range(&r, -3, 3);
-                    if (!via_bias && e == 0)
-                        x = (float)(100.0 * sign);
-                    sattn_ref_store(dt, c.q, tu_offset(&c.tq, b, i, h) + e, x);
-                }
-            for (int64_t j = 0; j < s.seq_kv; j++)
-                for (int64_t e = 0; e < s.head_dim; e++) {
-                    float x = (float)tu_range(&r, -3, 3);
-                    if (!via_bias && e == 0)
-                        x = h == 1 && j == 0 ? -100.0f : 100.0f; /* head 1: one key at -1e4 */
-                    sattn_ref_store(dt, c.k, tu_offset(&c.tk, b, j, h) + e, x);
-                }
-        }
-    if (via_bias) {
-        const int64_t *bs = c.p.bias_stride;
-        for (int64_t b = 0; b < s.batch; b++)
-            for (int64_t h = 0; h < s.heads_q; h++)
-                for (int64_t i = 0; i < s.seq_q; i++)
-                    for (int64_t j = 0; j < s.seq_kv; j++)
-                        c.bias[b * bs[0] + h * bs[1] + i * bs[2] + j * bs[3]] =
-                            (float)(sign * 1e4 + (double)tu_range(&r, -4, 4)) * (h == 1 && j == 0 ? -1.0f : 1.0f);
-    }
+    tu_extreme_case_init(&c, via_bias, sign, dt);
     check_case(&c, label);
     tu_case_free(&c);
 }

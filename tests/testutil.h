@@ -135,6 +135,11 @@ typedef struct {
 tu_spec tu_spec_basic(int64_t seq_q, int64_t seq_kv, int64_t head_dim);
 /* Builds params and inputs. Returns 0, or -1 (allocation failed). */
 int tu_case_init(tu_case *c, const tu_spec *s);
+/* The extreme-logit case (batch 2, 2 heads, seq_q 7, seq_kv 9, head_dim 8): scores of
+   about sign * 1e4, from q.k (q and k hold small integers and +-100, scale 1) or from
+   the bias (integers, scale 1/8); head 1's key 0 has the opposite sign. Every score is
+   exact in f32, so the reference sees the same scores. */
+void tu_extreme_case_init(tu_case *c, int via_bias, double sign, sattn_dtype dt);
 void tu_case_free(tu_case *c);
 /* A one-line description of the case (static buffer). */
 const char *tu_case_str(const tu_case *c);
