@@ -131,6 +131,24 @@ ALWAYS_INLINE __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
+/* The sums of the 16 vectors a[r][u] in one vector, lane 4r + u: a transpose-and-add
+   tree (pairs within 128-bit lanes, then across them), 45 operations where four reduce4
+   take about 80. */
+ALWAYS_INLINE __m512 reduce16(__m512 a[4][4])
+{
+    __m512 t[8], v[4];
+    for (int r = 0; r < 4; r++) /* lanes (x0, x1, x0, x1) of each 128-bit block, pairs u = 0,1 and 2,3 */
+        for (int h = 0; h < 2; h++)
+            t[2 * r + h] = _mm512_add_ps(_mm512_unpacklo_ps(a[r][2 * h], a[r][2 * h + 1]),
+                                         _mm512_unpackhi_ps(a[r][2 * h], a[r][2 * h + 1]));
+    for (int r = 0; r < 4; r++) /* (u0, u1, u2, u3) in each 128-bit block, row r */
+        v[r] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * r], t[2 * r + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t[2 * r], t[2 * r + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xee));
+    __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xee));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xdd));
+}
+
 ALWAYS_INLINE void nt_micro(const int R, const int NB, const int dtype, float *C, int ldc, const float *A,
                             int lda, const void *B, int ldb, int k)
 {
@@ -145,6 +163,14 @@ ALWAYS_INLINE void nt_micro(const int R, const int NB, const int dtype, float *C
             __m512 av = _mm512_maskz_loadu_ps(t, A + (int64_t)r * lda + c);
             for (int u = 0; u < NB; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
         }
+    }
+    if (R == 4 && NB == 4) { /* the full block: all 16 sums in one vector */
+        __m512 s = reduce16(acc);
+        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
+        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
+        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
+        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
+        return;
     }
     for (int r = 0; r < R; r++) {
         float sums[4];
