@@ -272,17 +272,7 @@ static void extreme_case(const char *label, int via_bias, double sign, sattn_dty
 
 static void test_extreme_logits(void)
 {
-    for (int dt = 0; dt < 3; dt++) {
-        char label[96];
-        snprintf(label, sizeof label, "scores ~ +1e4 from q.k (dtype %d)", dt);
-        extreme_case(label, 0, 1.0, (sattn_dtype)dt);
-        snprintf(label, sizeof label, "scores ~ -1e4 from q.k (dtype %d)", dt);
-        extreme_case(label, 0, -1.0, (sattn_dtype)dt);
-        snprintf(label, sizeof label, "scores ~ +1e4 from bias (dtype %d)", dt);
-        extreme_case(label, 1, 1.0, (sattn_dtype)dt);
-        snprintf(label, sizeof label, "scores ~ -1e4 from bias (dtype %d)", dt);
-        extreme_case(label, 1, -1.0, (sattn_dtype)dt);
-    }
+    tu_for_each_extreme_case(extreme_case);
 }
 
 /* ---- empty sequences ---- */

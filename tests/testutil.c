@@ -747,3 +747,15 @@ void tu_extreme_case_init(tu_case *c, int via_bias, double sign, sattn_dtype dt)
                             (float)(sign * 1e4 + (double)tu_range(&r, -4, 4)) * (h == 1 && j == 0 ? -1.0f : 1.0f);
     }
 }
+
+void tu_for_each_extreme_case(void (*check)(const char *label, int via_bias, double sign, sattn_dtype dt))
+{
+    for (int dt = 0; dt < 3; dt++)
+        for (int via_bias = 0; via_bias < 2; via_bias++)
+            for (int neg = 0; neg < 2; neg++) {
+                char label[96];
+                snprintf(label, sizeof label, "scores ~ %c1e4 from %s (dtype %d)", neg ? '-' : '+',
+                         via_bias ? "bias" : "q.k", dt);
+                check(label, via_bias, neg ? -1.0 : 1.0, (sattn_dtype)dt);
+            }
+}

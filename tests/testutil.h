@@ -140,6 +140,9 @@ int tu_case_init(tu_case *c, const tu_spec *s);
    the bias (integers, scale 1/8); head 1's key 0 has the opposite sign. Every score is
    exact in f32, so the reference sees the same scores. */
 void tu_extreme_case_init(tu_case *c, int via_bias, double sign, sattn_dtype dt);
+/* Calls check(label, via_bias, sign, dtype) for every dtype, both sources of the
+   scores (q.k and bias) and both signs, with a label that names them. */
+void tu_for_each_extreme_case(void (*check)(const char *label, int via_bias, double sign, sattn_dtype dt));
 void tu_case_free(tu_case *c);
 /* A one-line description of the case (static buffer). */
 const char *tu_case_str(const tu_case *c);
