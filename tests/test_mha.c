@@ -365,6 +365,27 @@ static double loss(sattn_mha *m, const sattn_params *o, int64_t B, int64_t N, in
     return L;
 }
 
+/* The worst relative error of grad against central differences of the loss in count
+   random entries of v (n of them; v is a parameter array or x itself), each restored. */
+static double fd_worst(sattn_mha *m, const sattn_params *o, int64_t B, int64_t N, int64_t E, const float *x,
+                       const float *dy, float *y, float *v, int64_t n, const float *grad, int count, double h,
+                       tu_rng *r)
+{
+    double worst = 0;
+    for (int t = 0; t < count; t++) {
+        int64_t i = tu_range(r, 0, n - 1);
+        float keep = v[i];
+        v[i] = keep + (float)h;
+        double lp = loss(m, o, B, N, E, x, dy, y);
+        v[i] = keep - (float)h;
+        double lm = loss(m, o, B, N, E, x, dy, y);
+        v[i] = keep;
+        double fd = (lp - lm) / (2 * h), e = fabs(fd - grad[i]) / fmax(1.0, fabs(fd));
+        worst = e > worst || e != e ? e : worst;
+    }
+    return worst;
+}
+
 static void test_finite_differences(void)
 {
     const int64_t B = 2, N = 9, E = 12;
@@ -390,29 +411,9 @@ static void test_finite_differences(void)
     /* central differences in f32 with h = 1e-2: truncation O(h^2 * f''') ~ 1e-4 and
        f32 noise ~ 1e-6 * |L| / h; 2e-3 of max(1, |g|) covers both. */
     const double h = 1e-2;
-    double worst = 0;
-    for (int t = 0; t < 40; t++) {
-        int64_t i = tu_range(&r, 0, np - 1);
-        float keep = param[i];
-        param[i] = keep + (float)h;
-        double lp = loss(m, &o, B, N, E, x, dy, y);
-        param[i] = keep - (float)h;
-        double lm = loss(m, &o, B, N, E, x, dy, y);
-        param[i] = keep;
-        double fd = (lp - lm) / (2 * h), e = fabs(fd - gcopy[i]) / fmax(1.0, fabs(fd));
-        worst = e > worst || e != e ? e : worst;
-    }
-    for (int t = 0; t < 20; t++) {
-        int64_t i = tu_range(&r, 0, B * N * E - 1);
-        float keep = x[i];
-        x[i] = keep + (float)h;
-        double lp = loss(m, &o, B, N, E, x, dy, y);
-        x[i] = keep - (float)h;
-        double lm = loss(m, &o, B, N, E, x, dy, y);
-        x[i] = keep;
-        double fd = (lp - lm) / (2 * h), e = fabs(fd - dx[i]) / fmax(1.0, fabs(fd));
-        worst = e > worst || e != e ? e : worst;
-    }
+    double worst = fd_worst(m, &o, B, N, E, x, dy, y, param, np, gcopy, 40, h, &r);
+    double wx = fd_worst(m, &o, B, N, E, x, dy, y, x, B * N * E, dx, 20, h, &r);
+    worst = wx > worst || wx != wx ? wx : worst;
     printf("finite differences: worst relative error %.3g\n", worst);
     tu_check(worst <= 2e-3, "finite differences: %.3g > 2e-3", worst);
     free(gcopy);
