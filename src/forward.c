@@ -50,10 +50,25 @@ typedef struct fwd_scratch {
     float *sum; /* (BQ)             running row sum of exp(s - mx) */
 } fwd_scratch;
 
-/* Lays out one thread's scratch from base (NULL: only measures); returns its floats. */
-static size_t fwd_scratch_layout(const sattn__problem *pr, float *base, fwd_scratch *w)
+/* Lays out one thread's scratch from base (NULL: only measures) for tiles of up to
+   `rows` query rows; returns its floats. With fewer rows than a block (the split path:
+   decode) the buffers read and written on every tile (q, s, o, mx, sum) come first and
+   sit together: placed a block's size apart, on the same cache sets, a cold decode step
+   was measured 12% slower. */
+static size_t fwd_scratch_layout(const sattn__problem *pr, size_t rows, float *base, fwd_scratch *w)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, off = 0;
+    if (rows < SATTN__BQ) {
+        w->q = sattn__carve(base, &off, rows * d);
+        w->s = sattn__carve(base, &off, rows * SATTN__BK);
+        w->o = sattn__carve(base, &off, rows * dv);
+        w->mx = sattn__carve(base, &off, rows);
+        w->sum = sattn__carve(base, &off, rows);
+        w->kt = sattn__carve(base, &off, d * SATTN__BK);
+        w->v = sattn__carve(base, &off, SATTN__BK * dv);
+        w->z = sattn__carve(base, &off, rows * SATTN__BK);
+        return off;
+    }
     w->q = sattn__carve(base, &off, SATTN__BQ * d);
     w->kt = sattn__carve(base, &off, d * SATTN__BK);
     w->v = sattn__carve(base, &off, SATTN__BK * dv);
@@ -65,10 +80,10 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, float *base, fwd_scra
     return off;
 }
 
-static size_t fwd_scratch_floats(const sattn__problem *pr)
+static size_t fwd_scratch_floats(const sattn__problem *pr, size_t rows)
 {
     fwd_scratch unused;
-    return fwd_scratch_layout(pr, NULL, &unused);
+    return fwd_scratch_layout(pr, rows, NULL, &unused);
 }
 
 /* ---- key and value panels ---- */
@@ -376,7 +391,7 @@ static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
     int threads = sattn__threads();
     if (threads > items) threads = (int)items;
     size_t stride;
-    float *scratch = sattn__scratch_alloc(fwd_scratch_floats(pr), threads, &stride);
+    float *scratch = sattn__scratch_alloc(fwd_scratch_floats(pr, (size_t)x.rows), threads, &stride);
     if (!scratch) {
         free(x.part);
         return SATTN_ERR_NOMEM;
@@ -384,7 +399,7 @@ static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
     SATTN__OMP(omp parallel num_threads(threads))
     {
         fwd_scratch w;
-        fwd_scratch_layout(pr, scratch + (size_t)sattn__thread_id() * stride, &w);
+        fwd_scratch_layout(pr, (size_t)x.rows, scratch + (size_t)sattn__thread_id() * stride, &w);
         SATTN__OMP(omp for schedule(dynamic, 1))
         for (int64_t it = 0; it < items; it++) split_item(&x, it / x.nchunks, it % x.nchunks, &w);
         if (x.nchunks > 1) {
@@ -426,7 +441,7 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
     int threads = sattn__threads();
     if (threads > chunk * items_per_group) threads = (int)(chunk * items_per_group);
     size_t stride;
-    float *scratch = sattn__scratch_alloc(fwd_scratch_floats(&pr), threads, &stride);
+    float *scratch = sattn__scratch_alloc(fwd_scratch_floats(&pr, SATTN__BQ), threads, &stride);
     if (!scratch) {
         free(c.pack);
         return SATTN_ERR_NOMEM;
@@ -442,7 +457,7 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
                 for (int64_t it = 0; it < ng * nkb; it++) pack_block(&c, g0 + it / nkb, it % nkb);
             }
             fwd_scratch w;
-            fwd_scratch_layout(&pr, scratch + (size_t)sattn__thread_id() * stride, &w);
+            fwd_scratch_layout(&pr, SATTN__BQ, scratch + (size_t)sattn__thread_id() * stride, &w);
             /* Each item is computed by one thread alone: any schedule gives the same bits. */
             SATTN__OMP(omp for schedule(dynamic, 1))
             for (int64_t it = 0; it < ng * items_per_group; it++) {
