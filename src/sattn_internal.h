@@ -174,6 +174,25 @@ static inline void sattn__prefetch_rows(const char *p, int64_t stride, int rows,
 #endif
 }
 
+/* Reads one byte of every cache line of rows of bytes_per_row bytes, stride bytes apart:
+   demand loads, so that all their misses go to memory at once before a kernel works
+   through the rows at its own pace (the decode path: see forward.c). */
+static inline void sattn__touch_rows(const char *p, int64_t stride, int rows, int64_t bytes_per_row)
+{
+    unsigned acc = 0;
+    for (int r = 0; r < rows; r++) {
+        const volatile unsigned char *row = (const volatile unsigned char *)(p + r * stride);
+        for (int64_t b = 0; b < bytes_per_row; b += 64) acc |= row[b];
+        acc |= row[bytes_per_row - 1]; /* the last line of a row that does not start on one */
+    }
+#if defined(__GNUC__)
+    __asm__ volatile("" : : "r"(acc));
+#else
+    static volatile unsigned sink;
+    sink = acc;
+#endif
+}
+
 static inline const char *sattn__at(const void *base, int64_t elem, size_t elem_size)
 {
     return (const char *)base + elem * (int64_t)elem_size;
