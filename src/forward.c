@@ -55,7 +55,7 @@ typedef struct fwd_scratch {
    `rows` query rows; returns its floats. With fewer rows than a block (the split path:
    decode) the buffers read and written on every tile (q, s, o, mx, sum) come first and
    sit together: placed a block's size apart, on the same cache sets, a cold decode step
-   was measured 12% slower. */
+   was measured 15% slower. */
 static size_t fwd_scratch_layout(const sattn__problem *pr, size_t rows, float *base, fwd_scratch *w)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, off = 0;
@@ -291,14 +291,14 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                 sattn__load_rows_t(w->kt, SATTN__BK, kp, pr->ks[1], nk, d, pr->dtype);
                 kt->gemm(w->s, SATTN__BK, w->q, d, 1, w->kt, SATTN__BK, rows, nk, d, 0, 0);
             } else if (in_place && f32) {
-                /* contiguous rows: each group of rows first read whole (sattn__touch_rows);
+                /* contiguous rows: each group of rows first read whole (sattn__touch);
                    a cold f32 step measured 20-30% faster with this for K and V together. Not
                    for f16/bf16 K, where it measured slower, nor for rows apart (BSHD), which
                    the prefetch above asks for and where it measured slower too. */
                 for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
                     int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
                     const char *kj = kp + j * pr->ks[1] * (int64_t)es;
-                    if (pr->ks[1] == d) sattn__touch_rows(kj, (int64_t)d * (int64_t)es, nb, (int64_t)d * (int64_t)es);
+                    if (pr->ks[1] == d) sattn__touch(kj, (int64_t)nb * d * (int64_t)es);
                     kt->gemm_nt(w->s + j, SATTN__BK, w->q, d, (const float *)kj, (int)pr->ks[1], rows, nb, d);
                 }
             } else if (in_place) {
@@ -322,16 +322,15 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                                               w->z);
             /* O += P·V; a masked tile checks V (as f32) where P has zeros. V read in place
                goes SATTN__TOUCH_KEYS rows at a time, each group of contiguous rows first read
-               whole: the
-               kernel walks the tile in 64-column panels, half a row (d = 128) at a time, and
-               a cold step measured 15-20% faster (f16) with the rows asked for together.
-               Splitting the keys keeps the bits: the kernel adds them in the same order. */
+               whole: the kernel walks the tile in 64-column panels, half a row (d = 128) at
+               a time, and a cold step measured 15-20% faster (f16) with the rows asked for
+               together. Splitting the keys keeps the bits: the kernel adds them in the same
+               order. */
             if (in_place && !f32 && !masked) {
                 for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
                     int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
                     const char *vj = vp + j * pr->vs[1] * (int64_t)es;
-                    if (pr->vs[1] == dv)
-                        sattn__touch_rows(vj, (int64_t)dv * (int64_t)es, nb, (int64_t)dv * (int64_t)es);
+                    if (pr->vs[1] == dv) sattn__touch(vj, (int64_t)nb * dv * (int64_t)es);
                     kt->gemm_h(w->o, dv, w->s + j, SATTN__BK, 1, (const uint16_t *)vj, (int)pr->vs[1], rows, dv, nb,
                                1, (int)pr->dtype);
                 }
@@ -341,8 +340,7 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                 const int exact = masked && needs_exact(w->s, SATTN__BK, rows, nk, V, ldv, dv);
                 for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
                     int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
-                    if (ldv == dv)
-                        sattn__touch_rows((const char *)(V + (int64_t)j * ldv), (int64_t)dv * 4, nb, (int64_t)dv * 4);
+                    if (ldv == dv) sattn__touch((const char *)(V + (int64_t)j * ldv), (int64_t)nb * dv * 4);
                     kt->gemm(w->o, dv, w->s + j, SATTN__BK, 1, V + (int64_t)j * ldv, ldv, rows, dv, nb, 1, exact);
                 }
             } else {

@@ -174,17 +174,15 @@ static inline void sattn__prefetch_rows(const char *p, int64_t stride, int rows,
 #endif
 }
 
-/* Reads one byte of every cache line of rows of bytes_per_row bytes, stride bytes apart:
-   demand loads, so that all their misses go to memory at once before a kernel works
-   through the rows at its own pace (the decode path: see forward.c). */
-static inline void sattn__touch_rows(const char *p, int64_t stride, int rows, int64_t bytes_per_row)
+/* Reads one byte of every cache line of p[0, bytes): demand loads, so that all their
+   misses go to memory at once before a kernel works through the block at its own pace
+   (the decode path: see forward.c). */
+static inline void sattn__touch(const char *p, int64_t bytes)
 {
+    const volatile unsigned char *m = (const volatile unsigned char *)p;
     unsigned acc = 0;
-    for (int r = 0; r < rows; r++) {
-        const volatile unsigned char *row = (const volatile unsigned char *)(p + r * stride);
-        for (int64_t b = 0; b < bytes_per_row; b += 64) acc |= row[b];
-        acc |= row[bytes_per_row - 1]; /* the last line of a row that does not start on one */
-    }
+    for (int64_t b = 0; b < bytes; b += 64) acc |= m[b];
+    acc |= m[bytes - 1]; /* the last line of a block that does not start on one */
 #if defined(__GNUC__)
     __asm__ volatile("" : : "r"(acc));
 #else
