@@ -16,6 +16,10 @@
  * least twice what such a move copies, so a move of k rows comes at most once per k
  * appended tokens: amortized one row copy per token, memory O(W + largest append).
  */
+#if defined(__linux__)
+#define _DEFAULT_SOURCE /* madvise under -std=c11 */
+#include <sys/mman.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,10 +69,24 @@ static size_t bytes3(int64_t a, int64_t b, int64_t c)
     return r;
 }
 
-/* 64-byte aligned; aligned_alloc wants a size that is a multiple of the alignment. */
-static void *alloc64(size_t bytes)
+#define SATTN__HUGE_PAGE ((size_t)2 << 20)
+
+/* K or V storage, 64-byte aligned (aligned_alloc wants a size that is a multiple of the
+   alignment). From 2 MiB up, on Linux, the buffer starts on a 2 MiB boundary and its
+   whole 2 MiB stretches are offered transparent huge pages (madvise, before anything
+   touches them; the kernel may refuse, and then nothing changes): a decode step streams
+   the whole cache, and on 4 KiB pages a cold step (4096 keys, 8 kv heads, d = 128)
+   measured 10-25% slower, its time going to page walks. */
+static void *alloc_kv(size_t bytes)
 {
-    if (bytes == 0 || bytes > SIZE_MAX - 63) return NULL;
+    if (bytes == 0 || bytes > SIZE_MAX - SATTN__HUGE_PAGE) return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (bytes >= SATTN__HUGE_PAGE) {
+        void *p = aligned_alloc(SATTN__HUGE_PAGE, (bytes + SATTN__HUGE_PAGE - 1) & ~(SATTN__HUGE_PAGE - 1));
+        if (p) (void)madvise(p, bytes & ~(SATTN__HUGE_PAGE - 1), MADV_HUGEPAGE);
+        return p;
+    }
+#endif
     return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 }
 
@@ -85,8 +103,8 @@ static sattn_status buffers_alloc(const sattn_kvcache *c, int64_t cap, kv_buffer
     size_t kb = bytes3(heads, cap, c->head_dim * (int64_t)c->es);
     size_t vb = bytes3(heads, cap, c->head_dim_v * (int64_t)c->es);
     size_t db = c->window == 1 ? bytes3(2, cap, 1) : 0;
-    b->k = kb ? alloc64(kb) : NULL;
-    b->v = vb ? alloc64(vb) : NULL;
+    b->k = kb ? alloc_kv(kb) : NULL;
+    b->v = vb ? alloc_kv(vb) : NULL;
     b->diag = db ? malloc(db) : NULL;
     if (!b->k || !b->v || (c->window == 1 && !b->diag)) {
         free(b->k);
