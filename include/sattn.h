@@ -267,7 +267,9 @@ SATTN_API sattn_status sattn_mha_attention_weights(const sattn_mha *layer, int64
    a step appends the new tokens' K and V, then attends its queries to every cached
    token with bottom-right causal alignment (new query i is token len - n + i and sees
    the tokens up to itself). Stored head-major, (batch, heads_kv, capacity, dim), in
-   the cache's dtype, so each head's keys are one contiguous stream. All sequences of
+   the cache's dtype, so each head's keys are one contiguous stream (on Linux, K and V
+   buffers of 2 MiB or more ask the kernel for transparent huge pages: a step reads the
+   whole cache, and fewer page walks make it faster). All sequences of
    the batch advance together. Append and reset change the cache: nothing else may
    use it meanwhile; attends may run concurrently. */
 typedef struct sattn_kvcache sattn_kvcache;
