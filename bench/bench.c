@@ -2,7 +2,8 @@
  * bandwidth, then times sattn against an unfused OpenBLAS attention (cblas_sgemm for
  * Q·Kᵀ and P·V, a vectorized softmax) on the same inputs, and prints for each case
  * the median time, GFLOP/s, % of the measured peak (or GB/s and % of bandwidth for
- * decode) and the speedup over the baseline.
+ * decode) and the speedup over the baseline. Peak and bandwidth are measured at the
+ * start and again at the end; the percentages use the higher of each.
  *
  *   bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]
  *
