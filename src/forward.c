@@ -23,6 +23,12 @@
 #define SATTN__SPLIT_ITEMS 16
 #define SATTN__TOUCH_KEYS 8 /* the decode path reads K and V rows this many at a time */
 #define SATTN__PREFETCH_TILES 2 /* how far ahead the decode path asks for strided K and V rows */
+/* The decode path reads runs of fully visible tiles, up to this many keys, as one span:
+   all of its K (scores for the whole span), then all of its V. Against tile by tile
+   (K and V alternating every 64 keys) a cold decode step (4096 keys, 32/8 heads, d=128)
+   measured, side by side: bf16 605-625 -> 515-525 us, f32 855-900 -> 730-735 us; spans of
+   512 and 1024 keys were in between. */
+#define SATTN__SPAN_KEYS 2048
 
 typedef struct fwd_ctx {
     const sattn__problem *pr;
@@ -49,6 +55,7 @@ typedef struct fwd_scratch {
     float *o;   /* (BQ, head_dim_v) unnormalised output accumulator */
     float *mx;  /* (BQ)             running row max */
     float *sum; /* (BQ)             running row sum of exp(s - mx) */
+    float *span; /* (rows, SATTN__SPAN_KEYS) the decode path's span scores; NULL past FEW_ROWS */
 } fwd_scratch;
 
 /* Lays out one thread's scratch from base (NULL: only measures) for tiles of up to
@@ -65,6 +72,7 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, size_t rows, float *b
         w->o = sattn__carve(base, &off, rows * dv);
         w->mx = sattn__carve(base, &off, rows);
         w->sum = sattn__carve(base, &off, rows);
+        w->span = rows <= SATTN__FEW_ROWS ? sattn__carve(base, &off, rows * SATTN__SPAN_KEYS) : NULL;
         w->kt = sattn__carve(base, &off, d * SATTN__BK);
         w->v = sattn__carve(base, &off, SATTN__BK * dv);
         w->z = sattn__carve(base, &off, rows * SATTN__BK);
@@ -78,6 +86,7 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, size_t rows, float *b
     w->o = sattn__carve(base, &off, SATTN__BQ * dv);
     w->mx = sattn__carve(base, &off, SATTN__BQ);
     w->sum = sattn__carve(base, &off, SATTN__BQ);
+    w->span = NULL;
     return off;
 }
 
@@ -238,6 +247,72 @@ static int needs_exact(const float *P, int ldp, int m, int n, const float *V, in
     return 0;
 }
 
+/* Rows of bf16 values as f32 into pair order (back = 0) or out of it (kernels.h). */
+static void pair_order(float *x, int rows, int ld, int n, int back)
+{
+    float t[32];
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < n; c += 32) {
+            float *b = x + (int64_t)r * ld + c;
+            memcpy(t, b, sizeof t);
+            for (int i = 0; i < 16; i++) {
+                if (back) b[2 * i] = t[i], b[2 * i + 1] = t[16 + i];
+                else b[i] = t[2 * i], b[16 + i] = t[2 * i + 1];
+            }
+        }
+}
+
+/* S (rows x nk, row stride lds) = (scale Q)·Kᵀ for few rows, K read where it is stored
+   (kp, row stride fitting an int): dot products against the rows, no transpose. f32
+   rows go SATTN__TOUCH_KEYS at a time, each contiguous group first read whole
+   (sattn__touch): a cold f32 step measured 20-30% faster with this for K and V together.
+   Not for 16-bit K, where it measured slower, nor for rows apart (BSHD), which the
+   tile loop's prefetch asks for and where it measured slower too. */
+static void scores_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, int pairs, float *S, int lds,
+                            const char *kp, int nk)
+{
+    const sattn__problem *pr = c->pr;
+    const int d = (int)pr->head_dim, ldk = (int)pr->ks[1];
+    const int64_t es = (int64_t)pr->elem_size;
+    if (pairs) {
+        c->kt->gemm_nt_bf16p(S, lds, w->q, d, (const uint16_t *)kp, ldk, rows, nk, d);
+    } else if (pr->dtype == SATTN_F32) {
+        for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
+            int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
+            const char *kj = kp + j * ldk * es;
+            if (ldk == d) sattn__touch(kj, nb * d * es);
+            c->kt->gemm_nt(S + j, lds, w->q, d, (const float *)kj, ldk, rows, nb, d);
+        }
+    } else {
+        c->kt->gemm_nt_h(S, lds, w->q, d, (const uint16_t *)kp, ldk, rows, nk, d, (int)pr->dtype);
+    }
+}
+
+/* O += P·V for nk values read where V is stored (vp); exact (f32 V only) keeps NaN or
+   Inf in V out where P is 0. SATTN__TOUCH_KEYS rows at a time, each contiguous group
+   first read whole: the kernels walk a row in 64-column panels, half a row (d = 128) at
+   a time, and a cold step measured 15-20% faster (f16) with the rows asked for
+   together. The kernels add the keys in order, so the groups keep the bits. */
+static void values_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, int pairs, const float *P, int lds,
+                            const char *vp, int nk, int exact)
+{
+    const sattn__problem *pr = c->pr;
+    const sattn__kernels *kt = c->kt;
+    const int dv = (int)pr->head_dim_v, ldv = (int)pr->vs[1];
+    const int64_t es = (int64_t)pr->elem_size;
+    for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
+        int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
+        const char *vj = vp + j * ldv * es;
+        if (ldv == dv) sattn__touch(vj, nb * dv * es);
+        if (pairs)
+            kt->gemm_bf16p(w->o, dv, P + j, lds, 1, (const uint16_t *)vj, ldv, rows, dv, nb);
+        else if (pr->dtype == SATTN_F32)
+            kt->gemm(w->o, dv, P + j, lds, 1, (const float *)vj, ldv, rows, dv, nb, 1, exact);
+        else
+            kt->gemm_h(w->o, dv, P + j, lds, 1, (const uint16_t *)vj, ldv, rows, dv, nb, 1, (int)pr->dtype);
+    }
+}
+
 static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scratch *w)
 {
     const fwd_ctx *c = x->c;
@@ -249,6 +324,18 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
     sattn__seq s;
     sattn__seq_info(pr, g / pr->heads_kv, &s);
     const int L = (int)s.len_q, rows = (int)(pr->group * s.len_q);
+    /* K and V are read where they are stored (f32 directly, f16/bf16 converted inside
+       the kernels) when their row strides fit the kernels' int strides */
+    const int in_place = pr->ks[1] <= INT32_MAX && pr->vs[1] <= INT32_MAX;
+    const int few = rows <= SATTN__FEW_ROWS, f32 = pr->dtype == SATTN_F32;
+    /* bf16 in pair order where the kernels have it: Q's rows are put in it here, O's
+       taken out of it at the end, V loaded for a masked tile put in it too */
+    const int pairs = few && in_place && pr->dtype == SATTN_BF16 && kt->gemm_bf16p && d % 32 == 0 && dv % 32 == 0;
+    /* spans (SATTN__SPAN_KEYS) over contiguous rows when no score rule or dropout needs
+       the tile loop (w->span: the scratch was laid out for few rows, rows <= its rows);
+       rows apart are asked for a tile ahead instead (below) */
+    const int spans = w->span && in_place && pr->ks[1] == d && pr->vs[1] == dv && !pr->has_score_mods &&
+                      pr->dropout_p == 0;
 
     for (int r = 0; r < rows; r++) w->mx[r] = -INFINITY, w->sum[r] = 0.0f;
     memset(w->o, 0, sizeof(float) * (size_t)rows * (size_t)dv);
@@ -256,20 +343,33 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
         for (int64_t hl = 0; hl < pr->group; hl++)
             sattn__load_rows(w->q + hl * L * d, d, sattn__at(c->q, sattn__q_elem(&s, pr->qs, 0, h0 + hl), es),
                              pr->qs[1], L, d, pr->dtype, pr->scale);
+        if (pairs) pair_order(w->q, rows, d, d, 0);
         int64_t lo, hi, unused;
         sattn__row_range(pr, &s, 0, &lo, &unused);
         sattn__row_range(pr, &s, L - 1, &unused, &hi);
         int64_t c0 = ch * x->chunk_blocks * SATTN__BK, c1 = c0 + x->chunk_blocks * SATTN__BK;
         if (c0 < lo / SATTN__BK * SATTN__BK) c0 = lo / SATTN__BK * SATTN__BK;
         if (c1 > hi) c1 = hi;
-        /* K and V are read where they are stored (f32 directly, f16/bf16 converted inside
-           the kernels) when their row strides fit the kernels' int strides */
-        const int in_place = pr->ks[1] <= INT32_MAX && pr->vs[1] <= INT32_MAX;
-        const int f32 = pr->dtype == SATTN_F32;
         for (int64_t j0 = c0; j0 < c1; j0 += SATTN__BK) {
             int nk = (int)(s.len_kv - j0 < SATTN__BK ? s.len_kv - j0 : SATTN__BK);
             sattn__tile_kind kind = sattn__tile_classify(pr, &s, 0, L, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
+            const char *kp = sattn__at(c->k, sattn__kv_elem(&s, pr->ks, j0, hk), es);
+            const char *vp = sattn__at(c->v, sattn__kv_elem(&s, pr->vs, j0, hk), es);
+            if (spans && kind == SATTN__TILE_FULL) { /* this tile and the full ones after it */
+                int64_t j1 = j0 + nk;
+                while (j1 < c1 && j1 - j0 < SATTN__SPAN_KEYS) {
+                    int nn = (int)(s.len_kv - j1 < SATTN__BK ? s.len_kv - j1 : SATTN__BK);
+                    if (sattn__tile_classify(pr, &s, 0, L, j1, nn) != SATTN__TILE_FULL) break;
+                    j1 += nn;
+                }
+                const int n = (int)(j1 - j0);
+                scores_in_place(c, w, rows, pairs, w->span, SATTN__SPAN_KEYS, kp, n);
+                kt->softmax_online(w->span, SATTN__SPAN_KEYS, rows, n, w->mx, w->sum, w->o, dv, dv);
+                values_in_place(c, w, rows, pairs, w->span, SATTN__SPAN_KEYS, vp, n, 0);
+                j0 = j1 - SATTN__BK; /* the loop's step: j1 is a tile boundary, or the end */
+                continue;
+            }
             /* ask for the next tile now where the rows are apart (BSHD: a page apart for
                f32), which the hardware prefetcher does not follow; contiguous rows it
                streams by itself, and asking there was measured 15-20% slower for f16 */
@@ -283,27 +383,13 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                     sattn__prefetch_rows(sattn__at(c->v, sattn__kv_elem(&s, pr->vs, jn, hk), es),
                                          pr->vs[1] * (int64_t)es, nn, (int64_t)dv * (int64_t)es);
             }
-            const char *kp = sattn__at(c->k, sattn__kv_elem(&s, pr->ks, j0, hk), es);
-            const char *vp = sattn__at(c->v, sattn__kv_elem(&s, pr->vs, j0, hk), es);
             /* S = (scale Q)·Kᵀ: dot products against K as stored for a few rows (decode);
                past SATTN__FEW_ROWS the register-blocked product on Kᵀ is faster */
             if (rows > SATTN__FEW_ROWS) {
                 sattn__load_rows_t(w->kt, SATTN__BK, kp, pr->ks[1], nk, d, pr->dtype);
                 kt->gemm(w->s, SATTN__BK, w->q, d, 1, w->kt, SATTN__BK, rows, nk, d, 0, 0);
-            } else if (in_place && f32) {
-                /* contiguous rows: each group of rows first read whole (sattn__touch);
-                   a cold f32 step measured 20-30% faster with this for K and V together. Not
-                   for f16/bf16 K, where it measured slower, nor for rows apart (BSHD), which
-                   the prefetch above asks for and where it measured slower too. */
-                for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
-                    int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
-                    const char *kj = kp + j * pr->ks[1] * (int64_t)es;
-                    if (pr->ks[1] == d) sattn__touch(kj, (int64_t)nb * d * (int64_t)es);
-                    kt->gemm_nt(w->s + j, SATTN__BK, w->q, d, (const float *)kj, (int)pr->ks[1], rows, nb, d);
-                }
             } else if (in_place) {
-                kt->gemm_nt_h(w->s, SATTN__BK, w->q, d, (const uint16_t *)kp, (int)pr->ks[1], rows, nk, d,
-                              (int)pr->dtype);
+                scores_in_place(c, w, rows, pairs, w->s, SATTN__BK, kp, nk);
             } else {
                 sattn__load_rows(w->kt, d, kp, pr->ks[1], nk, d, pr->dtype, 1.0f); /* K rows, not Kᵀ */
                 kt->gemm_nt(w->s, SATTN__BK, w->q, d, w->kt, d, rows, nk, d);
@@ -320,35 +406,20 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
                 for (int64_t hl = 0; hl < pr->group; hl++)
                     sattn__tile_dropout_apply(pr, &s, h0 + hl, 0, L, j0, nk, w->s + hl * L * SATTN__BK, SATTN__BK,
                                               w->z);
-            /* O += P·V; a masked tile checks V (as f32) where P has zeros. V read in place
-               goes SATTN__TOUCH_KEYS rows at a time, each group of contiguous rows first read
-               whole: the kernel walks the tile in 64-column panels, half a row (d = 128) at
-               a time, and a cold step measured 15-20% faster (f16) with the rows asked for
-               together. Splitting the keys keeps the bits: the kernel adds them in the same
-               order. */
-            if (in_place && !f32 && !masked) {
-                for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
-                    int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
-                    const char *vj = vp + j * pr->vs[1] * (int64_t)es;
-                    if (pr->vs[1] == dv) sattn__touch(vj, (int64_t)nb * dv * (int64_t)es);
-                    kt->gemm_h(w->o, dv, w->s + j, SATTN__BK, 1, (const uint16_t *)vj, (int)pr->vs[1], rows, dv, nb,
-                               1, (int)pr->dtype);
-                }
-            } else if (in_place && f32) {
-                const float *V = (const float *)vp;
-                const int ldv = (int)pr->vs[1];
-                const int exact = masked && needs_exact(w->s, SATTN__BK, rows, nk, V, ldv, dv);
-                for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
-                    int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
-                    if (ldv == dv) sattn__touch((const char *)(V + (int64_t)j * ldv), (int64_t)nb * dv * 4);
-                    kt->gemm(w->o, dv, w->s + j, SATTN__BK, 1, V + (int64_t)j * ldv, ldv, rows, dv, nb, 1, exact);
-                }
+            /* O += P·V; a masked tile checks V (as f32) where P has zeros: f32 V in place,
+               16-bit V loaded (in pair order where O is) */
+            if (in_place && (f32 || !masked)) {
+                const int exact = f32 && masked &&
+                                  needs_exact(w->s, SATTN__BK, rows, nk, (const float *)vp, (int)pr->vs[1], dv);
+                values_in_place(c, w, rows, pairs, w->s, SATTN__BK, vp, nk, exact);
             } else {
                 sattn__load_rows(w->v, dv, vp, pr->vs[1], nk, dv, pr->dtype, 1.0f);
+                if (pairs) pair_order(w->v, nk, dv, dv, 0);
                 kt->gemm(w->o, dv, w->s, SATTN__BK, 1, w->v, dv, rows, dv, nk, 1,
                          masked && needs_exact(w->s, SATTN__BK, rows, nk, w->v, dv, dv));
             }
         }
+        if (pairs) pair_order(w->o, rows, dv, dv, 1);
     }
     if (x->nchunks == 1) { /* the whole key range: finish here */
         for (int64_t hl = 0; hl < pr->group; hl++)

@@ -211,6 +211,35 @@ int tu_grid(tu_named_spec *out, int max, int backward)
         snprintf(label, sizeof label, "%s 70x70 head_dim 1000", n), add(&g, label, s);
     }
 
+    /* ---- decode (forward only: the backward has no split path) ---- */
+    /* few query rows per kv head (group x seq_q <= 8): the split path, with K and V rows
+       contiguous (BHSD) so that runs of fully visible tiles are read as spans, and bf16
+       with head dims a multiple of 32 in pair order; then what breaks a run (window
+       edges, padded keys, masks) or keeps the tile loop (score rules, dropout) */
+    for (int dt = 0; dt <= 2 && !g.backward; dt++) {
+        const char *n = dt == 0 ? "f32" : dt == 1 ? "f16" : "bf16";
+        sattn_dtype d = (sattn_dtype)dt;
+        s = tu_spec_basic(1, 5000, 128), s.dtype = d, s.heads_q = 8, s.heads_kv = 2;
+        s.causal = SATTN_CAUSAL_BOTTOM_RIGHT, s.lk = TU_BHSD, s.lv = TU_BHSD;
+        snprintf(label, sizeof label, "%s decode 5000 keys gqa 8/2 bhsd", n), add(&g, label, s);
+        s = tu_spec_basic(2, 3000, 64), s.dtype = d, s.heads_q = 4, s.heads_kv = 1, s.batch = 2;
+        s.causal = SATTN_CAUSAL_BOTTOM_RIGHT, s.window_left = 1000, s.seqlens_kv = 1, s.nan_pad = 1;
+        s.lk = TU_BHSD, s.lv = TU_BHSD;
+        snprintf(label, sizeof label, "%s decode window, padded keys", n), add(&g, label, s);
+        s = tu_spec_basic(1, 700, 96), s.dtype = d, s.heads_q = 4, s.heads_kv = 2, s.alibi = 1, s.softcap = 6.0f;
+        s.lk = TU_BHSD, s.lv = TU_BHSD;
+        snprintf(label, sizeof label, "%s decode alibi softcap d=96", n), add(&g, label, s);
+        s = tu_spec_basic(1, 900, 64), s.dtype = d, s.heads_q = 4, s.heads_kv = 1, s.mask = 1, s.mask_zero = 0.3;
+        s.nan_pad = 1, s.lk = TU_BHSD, s.lv = TU_BHSD;
+        snprintf(label, sizeof label, "%s decode mask", n), add(&g, label, s);
+        s = tu_spec_basic(1, 800, 64), s.dtype = d, s.heads_q = 2, s.head_dim_v = 32, s.dropout_p = 0.2f;
+        s.seed = 11, s.lk = TU_BHSD, s.lv = TU_BHSD;
+        snprintf(label, sizeof label, "%s decode dropout, head_dim_v 32", n), add(&g, label, s);
+        s = tu_spec_basic(1, 2100, 160), s.dtype = d, s.heads_q = 3, s.heads_kv = 3, s.head_dim_v = 96;
+        s.lk = TU_BHSD, s.lv = TU_PADDED;
+        snprintf(label, sizeof label, "%s decode 2100 keys, v rows apart", n), add(&g, label, s);
+    }
+
     /* ---- combinations ---- */
     for (int t = 0; t < 9; t++) {
         s = base();

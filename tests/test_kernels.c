@@ -1,6 +1,7 @@
 /* Every SIMD kernel table against the generic one, piece by piece: gemm over random
  * shapes (1..70 rows and columns, tails of every width), A strides (plain and
- * transposed), accumulate on/off, the exact form against NaN in B; the three
+ * transposed), accumulate on/off, the exact form against NaN in B; the 16-bit
+ * products (and AVX-512's bf16 pair-order ones) against double sums; the three
  * softmax steps, including -inf rows, fully masked rows and extreme scores.
  *
  * The generic table is itself checked against double-precision sums here, and the
@@ -171,6 +172,58 @@ static void check_gemm_h(const sattn__kernels *kt, tu_rng *r)
         free(A), free(B), free(Bd), free(C), free(ref);
     }
     printf("%-8s gemm_nt_h, gemm_h: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
+/* The bf16 pair-order products (AVX-512 only) against double sums: element c of a
+   pair-ordered row of 32-blocks holds element pair_elem(c) of the row as stored. */
+static int pair_elem(int c) { return (c & ~31) | ((c & 15) << 1) | ((c >> 4) & 1); }
+
+static void check_gemm_bf16p(const sattn__kernels *kt, tu_rng *r)
+{
+    if (!kt->gemm_nt_bf16p || !kt->gemm_bf16p) {
+        printf("%-8s gemm_nt_bf16p, gemm_bf16p: none in this table (gemm_nt_h, gemm_h serve)\n", kt->name);
+        return;
+    }
+    double worst = 0;
+    for (int t = 0; t < 120; t++) {
+        int nt = t % 2 == 0;
+        int m = (int)tu_range(r, 1, 9), n = (int)tu_range(r, 1, 70), k = (int)tu_range(r, 1, 70);
+        if (nt) k = 32 * (int)tu_range(r, 1, 9); /* 32 .. 256 */
+        else n = 32 * (int)tu_range(r, 1, 9);
+        if (t % 17 == 5) k = nt ? 4096 : k, n = nt ? n : 4096; /* the widest head the library takes */
+        int lda = k + (int)tu_range(r, 0, 5), ldc = n + 1 + (int)tu_range(r, 0, 4);
+        int brows = nt ? n : k, bcols = nt ? k : n, ldb = bcols + 32 * (int)tu_range(r, 0, 2);
+        uint16_t *B = malloc(sizeof(uint16_t) * (size_t)brows * (size_t)ldb);
+        double *Bd = malloc(sizeof(double) * (size_t)brows * (size_t)ldb);
+        float *A = malloc(sizeof(float) * (size_t)m * (size_t)lda), *C = malloc(sizeof(float) * (size_t)m * (size_t)ldc);
+        double *ref = malloc(sizeof(double) * (size_t)m * (size_t)n);
+        for (int i = 0; i < brows * ldb; i++) {
+            B[i] = sattn_ref_f32_to_bf16((float)tu_unif(r, -1, 1));
+            Bd[i] = sattn_ref_bf16_to_f64(B[i]);
+        }
+        fill(A, m * lda, r, -1, 1), fill(C, m * ldc, r, -1, 1);
+        float guard = C[n]; /* the column after the last must stay as it was */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                /* gemm_nt_bf16p: A's column c pairs with B's element pair_elem(c);
+                   gemm_bf16p: C's column j accumulates B's column pair_elem(j) */
+                double sum = nt ? 0 : C[i * ldc + j];
+                for (int c = 0; c < k; c++)
+                    sum += (double)A[i * lda + c] * (nt ? Bd[j * ldb + pair_elem(c)] : Bd[c * ldb + pair_elem(j)]);
+                ref[i * n + j] = sum;
+            }
+        if (nt) kt->gemm_nt_bf16p(C, ldc, A, lda, B, ldb, m, n, k);
+        else kt->gemm_bf16p(C, ldc, A, lda, 1, B, ldb, m, n, k);
+        double tol = 2.0 * (k + 2) * 0x1p-24, e = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) e = fmax(e, fabs(ref[i * n + j] - C[i * ldc + j]));
+        tu_check(e <= tol, "%s %s m=%d n=%d k=%d: err %.3g > %.3g", kt->name, nt ? "gemm_nt_bf16p" : "gemm_bf16p", m,
+                 n, k, e, tol);
+        tu_check(C[n] == guard, "%s %s wrote past column n", kt->name, nt ? "gemm_nt_bf16p" : "gemm_bf16p");
+        worst = fmax(worst, e / tol);
+        free(A), free(B), free(Bd), free(C), free(ref);
+    }
+    printf("%-8s gemm_nt_bf16p, gemm_bf16p: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
 /* The K-panel transpose must match the generic one bit for bit, in every dtype and at
@@ -350,6 +403,7 @@ int main(void)
         check_gemm(kt, &r);
         check_gemm_nt(kt, &r);
         check_gemm_h(kt, &r);
+        check_gemm_bf16p(kt, &r);
         check_convert(kt, &r);
         check_transpose(kt, &r);
         check_softmax(kt, &r);

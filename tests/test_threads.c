@@ -107,6 +107,11 @@ int main(void)
     s = tu_spec_basic(1, 1500, 64), s.heads_q = 8, s.heads_kv = 2, s.dtype = SATTN_F16;
     s.dropout_p = 0.2f, s.seed = 5, s.causal = SATTN_CAUSAL_BOTTOM_RIGHT;
     check_case("decode, gqa, f16, dropout", &s);
+    /* decode over contiguous rows: spans of fully visible tiles, bf16 in pair order,
+       a window edge and padded keys breaking the runs */
+    s = tu_spec_basic(2, 5000, 128), s.heads_q = 4, s.heads_kv = 1, s.batch = 2, s.dtype = SATTN_BF16;
+    s.causal = SATTN_CAUSAL_BOTTOM_RIGHT, s.window_left = 3000, s.seqlens_kv = 1, s.lk = TU_BHSD, s.lv = TU_BHSD;
+    check_case("decode, bf16, spans, window", &s);
     sattn_set_num_threads(0);
     return tu_summary("test_threads");
 }

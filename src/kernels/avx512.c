@@ -253,6 +253,116 @@ static void gemm_h(float *C, int ldc, const float *A, int ars, int acs, const ui
         gemm_panels(SATTN_BF16, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
 }
 
+/* ---- bf16 in pair order (kernels.h): the decode path's products ---- */
+
+/* 32 bf16 at p as f32: the even elements and the odd ones, one operation each */
+ALWAYS_INLINE void load_pairs(const uint16_t *p, __m512 *even, __m512 *odd)
+{
+    __m512i x = _mm512_loadu_si512((const void *)p);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* R rows of A (pair order) x NB keys: each block of 32 columns loads the rows of A once
+   (2R vectors) and every key's 32 values with one load, for 2 R NB FMAs. */
+ALWAYS_INLINE void nt_pairs_micro(const int R, const int NB, float *C, int ldc, const float *A, int lda,
+                                  const uint16_t *B, int ldb, int k)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
+    for (int c = 0; c < k; c += 32) {
+        __m512 ae[4], ao[4];
+        for (int r = 0; r < R; r++) {
+            ae[r] = _mm512_loadu_ps(A + (int64_t)r * lda + c);
+            ao[r] = _mm512_loadu_ps(A + (int64_t)r * lda + c + 16);
+        }
+        for (int u = 0; u < NB; u++) {
+            __m512 e, o;
+            load_pairs(B + (int64_t)u * ldb + c, &e, &o);
+            for (int r = 0; r < R; r++) {
+                acc[r][u] = _mm512_fmadd_ps(ae[r], e, acc[r][u]);
+                acc[r][u] = _mm512_fmadd_ps(ao[r], o, acc[r][u]);
+            }
+        }
+    }
+    if (R == 4 && NB == 4) {
+        __m512 s = reduce16(acc);
+        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
+        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
+        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
+        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
+        return;
+    }
+    for (int r = 0; r < R; r++) {
+        float sums[4];
+        _mm_storeu_ps(sums, reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
+    }
+}
+
+#define NTP(R, NB) \
+    case (R) * 4 + (NB) - 1: nt_pairs_micro(R, NB, c, ldc, a, lda, b, ldb, k); break;
+
+static void gemm_nt_bf16p(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                          int k)
+{
+    for (int j = 0; j < n; j += 4) {
+        int nb = n - j < 4 ? n - j : 4;
+        for (int i = 0; i < m; i += 4) {
+            float *c = C + (int64_t)i * ldc + j;
+            const float *a = A + (int64_t)i * lda;
+            const uint16_t *b = B + (int64_t)j * ldb;
+            switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
+                NTP(1, 1) NTP(1, 2) NTP(1, 3) NTP(1, 4) NTP(2, 1) NTP(2, 2) NTP(2, 3) NTP(2, 4)
+                NTP(3, 1) NTP(3, 2) NTP(3, 3) NTP(3, 4) NTP(4, 1) NTP(4, 2) NTP(4, 3) NTP(4, 4)
+            }
+        }
+    }
+}
+
+/* C[R][16P] (pair order) += A · B: P = 2 or 4 vectors, every 32 columns of a row of B
+   one load */
+ALWAYS_INLINE void pairs_micro(const int R, const int P, float *C, int ldc, const float *A, int ars, int acs,
+                               const uint16_t *B, int ldb, int k)
+{
+    __m512 acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++) acc[r][p] = _mm512_loadu_ps(C + (int64_t)r * ldc + 16 * p);
+    for (int kk = 0; kk < k; kk++) {
+        __m512 bv[4];
+        for (int p = 0; p < P; p += 2) load_pairs(B + (int64_t)kk * ldb + 16 * p, &bv[p], &bv[p + 1]);
+        const float *a = A + (int64_t)kk * acs;
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_set1_ps(a[(int64_t)r * ars]);
+            for (int p = 0; p < P; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++) _mm512_storeu_ps(C + (int64_t)r * ldc + 16 * p, acc[r][p]);
+}
+
+#define PM(R, P) \
+    case (R) * 4 + (P) - 1: pairs_micro(R, P, c, ldc, a, ars, acs, b, ldb, k); break;
+
+static void gemm_bf16p(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb, int m,
+                       int n, int k)
+{
+    for (int j0 = 0; j0 < n; j0 += 64) {
+        const int P = n - j0 < 64 ? 2 : 4;
+        for (int r0 = 0; r0 < m; r0 += 6) {
+            int R = m - r0 < 6 ? m - r0 : 6;
+            float *c = C + (int64_t)r0 * ldc + j0;
+            const float *a = A + (int64_t)r0 * ars;
+            const uint16_t *b = B + j0;
+            switch (R * 4 + P - 1) {
+                PM(1, 2) PM(1, 4) PM(2, 2) PM(2, 4) PM(3, 2) PM(3, 4)
+                PM(4, 2) PM(4, 4) PM(5, 2) PM(5, 4) PM(6, 2) PM(6, 4)
+            }
+        }
+    }
+}
+
 /* ---- the transpose for K panels: 16 x 16 blocks in registers ---- */
 
 ALWAYS_INLINE void transpose16(__m512 r[16])
@@ -446,6 +556,8 @@ const sattn__kernels sattn__kernels_avx512 = {
     .gemm_nt = gemm_nt,
     .gemm_nt_h = gemm_nt_h,
     .gemm_h = gemm_h,
+    .gemm_nt_bf16p = gemm_nt_bf16p,
+    .gemm_bf16p = gemm_bf16p,
     .load_rows_t = load_rows_t,
     .load_row = load_row,
     .store_row = store_row,

@@ -40,6 +40,21 @@ typedef struct sattn__kernels {
     void (*gemm_h)(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb,
                    int m, int n, int k, int accumulate, int dtype);
 
+    /* The same two products for bf16 B in pair order, the decode path's form (AVX-512
+       only: NULL in the other tables, whose callers use gemm_nt_h and gemm_h). In pair
+       order each block of 32 elements of a row lists its 16 even elements, then its 16
+       odd ones: the order in which one 512-bit load of 32 bf16 gives two vectors of f32
+       with one operation each (x << 16 and x & 0xffff0000), where the plain order costs
+       two per 16 values.
+         gemm_nt_bf16p: C[m][n] = sum_k A[m][k] * B[n][k], A's rows in pair order, B's
+                        rows bf16 as stored; k a multiple of 32.
+         gemm_bf16p:    C[m][n] += sum_k A(r, kk) * B[kk][n], C's rows in pair order, B's
+                        rows bf16 as stored; n a multiple of 32. */
+    void (*gemm_nt_bf16p)(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb,
+                          int m, int n, int k);
+    void (*gemm_bf16p)(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb,
+                       int m, int n, int k);
+
     /* The transpose, for K panels: dst[c * ld + r] = src[r * row_stride + c] for r < rows,
        c < cols, src stored as dtype. */
     void (*load_rows_t)(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
