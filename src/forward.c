@@ -56,6 +56,7 @@ typedef struct fwd_scratch {
     float *mx;  /* (BQ)             running row max */
     float *sum; /* (BQ)             running row sum of exp(s - mx) */
     float *span; /* (rows, SATTN__SPAN_KEYS) the decode path's span scores; NULL past FEW_ROWS */
+    uint16_t *qh; /* (rows, head_dim) the decode path's bf16 Q as stored (no scale); likewise */
 } fwd_scratch;
 
 /* Lays out one thread's scratch from base (NULL: only measures) for tiles of up to
@@ -73,6 +74,7 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, size_t rows, float *b
         w->mx = sattn__carve(base, &off, rows);
         w->sum = sattn__carve(base, &off, rows);
         w->span = rows <= SATTN__FEW_ROWS ? sattn__carve(base, &off, rows * SATTN__SPAN_KEYS) : NULL;
+        w->qh = rows <= SATTN__FEW_ROWS ? (uint16_t *)sattn__carve(base, &off, (rows * d + 1) / 2) : NULL;
         w->kt = sattn__carve(base, &off, d * SATTN__BK);
         w->v = sattn__carve(base, &off, SATTN__BK * dv);
         w->z = sattn__carve(base, &off, rows * SATTN__BK);
@@ -87,6 +89,7 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, size_t rows, float *b
     w->mx = sattn__carve(base, &off, SATTN__BQ);
     w->sum = sattn__carve(base, &off, SATTN__BQ);
     w->span = NULL;
+    w->qh = NULL;
     return off;
 }
 
@@ -247,6 +250,11 @@ static int needs_exact(const float *P, int ldp, int m, int n, const float *V, in
     return 0;
 }
 
+/* How the decode path reads bf16 K and V (kernels.h): as other types do, in pair order
+   (Q's and O's rows kept in it), or in pair order with Q·Kᵀ by bf16 dot products (Q as
+   stored, in w->qh). */
+enum { SATTN__BF16_PLAIN, SATTN__BF16_PAIRS, SATTN__BF16_DOT };
+
 /* Rows of bf16 values as f32 into pair order (back = 0) or out of it (kernels.h). */
 static void pair_order(float *x, int rows, int ld, int n, int back)
 {
@@ -274,7 +282,9 @@ static void scores_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, in
     const sattn__problem *pr = c->pr;
     const int d = (int)pr->head_dim, ldk = (int)pr->ks[1];
     const int64_t es = (int64_t)pr->elem_size;
-    if (pairs) {
+    if (pairs == SATTN__BF16_DOT) {
+        c->kt->gemm_nt_bf16dp(S, lds, w->qh, d, (const uint16_t *)kp, ldk, rows, nk, d, pr->scale);
+    } else if (pairs) {
         c->kt->gemm_nt_bf16p(S, lds, w->q, d, (const uint16_t *)kp, ldk, rows, nk, d);
     } else if (pr->dtype == SATTN_F32) {
         for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
@@ -328,9 +338,13 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
        the kernels) when their row strides fit the kernels' int strides */
     const int in_place = pr->ks[1] <= INT32_MAX && pr->vs[1] <= INT32_MAX;
     const int few = rows <= SATTN__FEW_ROWS, f32 = pr->dtype == SATTN_F32;
-    /* bf16 in pair order where the kernels have it: Q's rows are put in it here, O's
-       taken out of it at the end, V loaded for a masked tile put in it too */
-    const int pairs = few && in_place && pr->dtype == SATTN_BF16 && kt->gemm_bf16p && d % 32 == 0 && dv % 32 == 0;
+    /* bf16 in pair order where the kernels have it: Q's rows are put in it here (or
+       copied as stored, for the dot-product form), O's taken out of it at the end, V
+       loaded for a masked tile put in it too */
+    int pairs = few && in_place && pr->dtype == SATTN_BF16 && kt->gemm_bf16p && d % 32 == 0 && dv % 32 == 0
+                    ? SATTN__BF16_PAIRS
+                    : SATTN__BF16_PLAIN;
+    if (pairs && kt->gemm_nt_bf16dp && w->qh) pairs = SATTN__BF16_DOT;
     /* spans (SATTN__SPAN_KEYS) over contiguous rows when no score rule or dropout needs
        the tile loop (w->span: the scratch was laid out for few rows, rows <= its rows);
        rows apart are asked for a tile ahead instead (below) */
@@ -343,7 +357,13 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
         for (int64_t hl = 0; hl < pr->group; hl++)
             sattn__load_rows(w->q + hl * L * d, d, sattn__at(c->q, sattn__q_elem(&s, pr->qs, 0, h0 + hl), es),
                              pr->qs[1], L, d, pr->dtype, pr->scale);
-        if (pairs) pair_order(w->q, rows, d, d, 0);
+        if (pairs == SATTN__BF16_DOT) /* Q·Kᵀ on Q as stored, scaled after */
+            for (int64_t hl = 0; hl < pr->group; hl++)
+                for (int i = 0; i < L; i++)
+                    memcpy(w->qh + (hl * L + i) * d, sattn__at(c->q, sattn__q_elem(&s, pr->qs, i, h0 + hl), es),
+                           (size_t)d * sizeof(uint16_t));
+        else if (pairs)
+            pair_order(w->q, rows, d, d, 0);
         int64_t lo, hi, unused;
         sattn__row_range(pr, &s, 0, &lo, &unused);
         sattn__row_range(pr, &s, L - 1, &unused, &hi);

@@ -230,7 +230,7 @@ static sattn_status builtin_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t 
 static const char *builtin_name(void)
 {
     const char *isa = sattn__kernels_get()->name;
-    if (strcmp(isa, "avx512") == 0) return "builtin (avx512)";
+    if (strcmp(isa, "avx512") == 0 || strcmp(isa, "avx512bf16") == 0) return "builtin (avx512)";
     if (strcmp(isa, "avx2") == 0) return "builtin (avx2)";
     if (strcmp(isa, "generic") == 0) return "builtin (generic)";
     return "builtin";

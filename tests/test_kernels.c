@@ -1,7 +1,8 @@
 /* Every SIMD kernel table against the generic one, piece by piece: gemm over random
  * shapes (1..70 rows and columns, tails of every width), A strides (plain and
  * transposed), accumulate on/off, the exact form against NaN in B; the 16-bit
- * products (and AVX-512's bf16 pair-order ones) against double sums; the three
+ * products (and AVX-512's bf16 pair-order and dot-product ones) against double
+ * sums; the three
  * softmax steps, including -inf rows, fully masked rows and extreme scores.
  *
  * The generic table is itself checked against double-precision sums here, and the
@@ -226,6 +227,44 @@ static void check_gemm_bf16p(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_nt_bf16p, gemm_bf16p: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
+/* The bf16 dot-product form (AVX512-BF16 only) against double sums: both operands
+   bf16, so every product is exact; the sums round twice per pair of products. */
+static void check_gemm_bf16dp(const sattn__kernels *kt, tu_rng *r)
+{
+    if (!kt->gemm_nt_bf16dp) {
+        printf("%-8s gemm_nt_bf16dp: none in this table\n", kt->name);
+        return;
+    }
+    double worst = 0;
+    for (int t = 0; t < 100; t++) {
+        int m = (int)tu_range(r, 1, 9), n = (int)tu_range(r, 1, 70), k = 32 * (int)tu_range(r, 1, 9);
+        if (t % 17 == 5) k = 4096;
+        int lda = k + (int)tu_range(r, 0, 40), ldb = k + (int)tu_range(r, 0, 40), ldc = n + 1 + (int)tu_range(r, 0, 4);
+        float scale = (float)tu_unif(r, 0.05, 2.0);
+        uint16_t *A = malloc(sizeof(uint16_t) * (size_t)m * (size_t)lda);
+        uint16_t *B = malloc(sizeof(uint16_t) * (size_t)n * (size_t)ldb);
+        float *C = malloc(sizeof(float) * (size_t)m * (size_t)ldc);
+        for (int i = 0; i < m * lda; i++) A[i] = sattn_ref_f32_to_bf16((float)tu_unif(r, -1, 1));
+        for (int i = 0; i < n * ldb; i++) B[i] = sattn_ref_f32_to_bf16((float)tu_unif(r, -1, 1));
+        fill(C, m * ldc, r, -1, 1);
+        float guard = C[n]; /* the column after the last must stay as it was */
+        kt->gemm_nt_bf16dp(C, ldc, A, lda, B, ldb, m, n, k, scale);
+        double tol = 2.0 * (k + 2) * 0x1p-24 * scale, e = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double sum = 0;
+                for (int c = 0; c < k; c++)
+                    sum += sattn_ref_bf16_to_f64(A[i * lda + c]) * sattn_ref_bf16_to_f64(B[j * ldb + c]);
+                e = fmax(e, fabs(scale * sum - C[i * ldc + j]));
+            }
+        tu_check(e <= tol, "%s gemm_nt_bf16dp m=%d n=%d k=%d: err %.3g > %.3g", kt->name, m, n, k, e, tol);
+        tu_check(C[n] == guard, "%s gemm_nt_bf16dp wrote past column n", kt->name);
+        worst = fmax(worst, e / tol);
+        free(A), free(B), free(C);
+    }
+    printf("%-8s gemm_nt_bf16dp: 100 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
 /* The K-panel transpose must match the generic one bit for bit, in every dtype and at
    sizes with and without whole 16 x 16 blocks. */
 static void check_transpose(const sattn__kernels *kt, tu_rng *r)
@@ -387,7 +426,7 @@ int main(void)
     tu_begin();
     const sattn__kernels *tables[] = {&sattn__kernels_generic,
 #if defined(SATTN_HAVE_X86_KERNELS)
-                                      &sattn__kernels_avx2, &sattn__kernels_avx512
+                                      &sattn__kernels_avx2, &sattn__kernels_avx512, &sattn__kernels_avx512bf16
 #endif
     };
     int skipped = 0;
@@ -404,6 +443,7 @@ int main(void)
         check_gemm_nt(kt, &r);
         check_gemm_h(kt, &r);
         check_gemm_bf16p(kt, &r);
+        check_gemm_bf16dp(kt, &r);
         check_convert(kt, &r);
         check_transpose(kt, &r);
         check_softmax(kt, &r);

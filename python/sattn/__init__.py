@@ -44,7 +44,7 @@ def version():
 
 
 def isa():
-    """The kernel set in use: "generic", "avx2" or "avx512"."""
+    """The kernel set in use: "generic", "avx2", "avx512" or "avx512bf16"."""
     return _clib.sattn_isa().decode()
 
 

@@ -83,7 +83,7 @@ def test_version_matches_header():
     want = ".".join(re.search(rf"SATTN_VERSION_{p}\s+(\d+)", text).group(1)
                     for p in ("MAJOR", "MINOR", "PATCH"))
     assert sattn.version() == sattn.__version__ == want
-    assert sattn.isa() in ("generic", "avx2", "avx512")
+    assert sattn.isa() in ("generic", "avx2", "avx512", "avx512bf16")
     assert sattn.gemm_backend()
 
 

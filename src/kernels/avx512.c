@@ -363,6 +363,63 @@ static void gemm_bf16p(float *C, int ldc, const float *A, int ars, int acs, cons
     }
 }
 
+/* ---- bf16 dot products with vdpbf16ps (AVX512-BF16: this function alone) ---- */
+
+#define BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
+
+/* R rows of A x NB rows of B, both bf16: per block of 32 columns, one load of each row
+   of A and of each key, and R NB vdpbf16ps (each 32 products). */
+BF16_TARGET ALWAYS_INLINE void nt_dp_micro(const int R, const int NB, float *C, int ldc, const uint16_t *A,
+                                           int lda, const uint16_t *B, int ldb, int k, __m512 vscale)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
+    for (int c = 0; c < k; c += 32) {
+        __m512bh a[4];
+        for (int r = 0; r < R; r++) a[r] = (__m512bh)_mm512_loadu_si512((const void *)(A + (int64_t)r * lda + c));
+        for (int u = 0; u < NB; u++) {
+            __m512bh b = (__m512bh)_mm512_loadu_si512((const void *)(B + (int64_t)u * ldb + c));
+            for (int r = 0; r < R; r++) acc[r][u] = _mm512_dpbf16_ps(acc[r][u], a[r], b);
+        }
+    }
+    if (R == 4 && NB == 4) {
+        __m512 s = _mm512_mul_ps(reduce16(acc), vscale);
+        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
+        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
+        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
+        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
+        return;
+    }
+    for (int r = 0; r < R; r++) {
+        float sums[4];
+        _mm_storeu_ps(sums, _mm_mul_ps(reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]),
+                                       _mm512_castps512_ps128(vscale)));
+        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
+    }
+}
+
+#define NTDP(R, NB) \
+    case (R) * 4 + (NB) - 1: nt_dp_micro(R, NB, c, ldc, a, lda, b, ldb, k, vscale); break;
+
+BF16_TARGET static void gemm_nt_bf16dp(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+                                       int m, int n, int k, float scale)
+{
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int j = 0; j < n; j += 4) {
+        int nb = n - j < 4 ? n - j : 4;
+        for (int i = 0; i < m; i += 4) {
+            float *c = C + (int64_t)i * ldc + j;
+            const uint16_t *a = A + (int64_t)i * lda;
+            const uint16_t *b = B + (int64_t)j * ldb;
+            switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
+                NTDP(1, 1) NTDP(1, 2) NTDP(1, 3) NTDP(1, 4) NTDP(2, 1) NTDP(2, 2) NTDP(2, 3) NTDP(2, 4)
+                NTDP(3, 1) NTDP(3, 2) NTDP(3, 3) NTDP(3, 4) NTDP(4, 1) NTDP(4, 2) NTDP(4, 3) NTDP(4, 4)
+            }
+        }
+    }
+}
+
 /* ---- the transpose for K panels: 16 x 16 blocks in registers ---- */
 
 ALWAYS_INLINE void transpose16(__m512 r[16])
@@ -550,18 +607,27 @@ static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, in
     }
 }
 
-const sattn__kernels sattn__kernels_avx512 = {
-    .name = "avx512",
-    .gemm = gemm,
-    .gemm_nt = gemm_nt,
-    .gemm_nt_h = gemm_nt_h,
-    .gemm_h = gemm_h,
-    .gemm_nt_bf16p = gemm_nt_bf16p,
-    .gemm_bf16p = gemm_bf16p,
-    .load_rows_t = load_rows_t,
-    .load_row = load_row,
-    .store_row = store_row,
-    .softmax_online = softmax_online,
-    .softmax_recompute = softmax_recompute,
-    .softmax_grad = softmax_grad,
+/* The AVX-512F table; the avx512bf16 one adds the vdpbf16ps product (dispatch.c picks
+   it where the CPU has AVX512-BF16). */
+#define AVX512_ENTRIES \
+    .gemm = gemm, \
+    .gemm_nt = gemm_nt, \
+    .gemm_nt_h = gemm_nt_h, \
+    .gemm_h = gemm_h, \
+    .gemm_nt_bf16p = gemm_nt_bf16p, \
+    .gemm_bf16p = gemm_bf16p, \
+    .load_rows_t = load_rows_t, \
+    .load_row = load_row, \
+    .store_row = store_row, \
+    .softmax_online = softmax_online, \
+    .softmax_recompute = softmax_recompute, \
+    .softmax_grad = softmax_grad
+
+const sattn__kernels sattn__kernels_avx512 = {.name = "avx512", AVX512_ENTRIES};
+
+const sattn__kernels sattn__kernels_avx512bf16 = {
+    .name = "avx512bf16",
+    AVX512_ENTRIES,
+    .gemm_nt_bf16dp = gemm_nt_bf16dp,
 };
+

@@ -1,5 +1,6 @@
 /* Chooses the kernel table once per process: the best this CPU runs, or the one the
- * environment variable SATTN_ISA names (generic, avx2, avx512) if the CPU runs it. */
+ * environment variable SATTN_ISA names (generic, avx2, avx512, avx512bf16) if the CPU runs
+ * it. avx512bf16 is the avx512 table plus one AVX512-BF16 kernel (kernels.h). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,12 @@ static int has_f16c(void)
 
 /* __builtin_cpu_supports also checks that the OS saves the wide registers. */
 static int runs_avx512(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); }
+/* AVX512-BF16: CPUID leaf 7, subleaf 1, EAX bit 5. */
+static int runs_avx512bf16(void)
+{
+    unsigned a, b, c, d;
+    return runs_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
 static int runs_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c(); }
 #endif
 static int runs_generic(void) { return 1; }
@@ -32,6 +39,7 @@ static int runs_generic(void) { return 1; }
 /* best first */
 static const isa_entry isas[] = {
 #if defined(SATTN_HAVE_X86_KERNELS)
+    {"avx512bf16", &sattn__kernels_avx512bf16, runs_avx512bf16},
     {"avx512", &sattn__kernels_avx512, runs_avx512},
     {"avx2", &sattn__kernels_avx2, runs_avx2},
 #endif

@@ -54,6 +54,14 @@ typedef struct sattn__kernels {
                           int m, int n, int k);
     void (*gemm_bf16p)(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb,
                        int m, int n, int k);
+    /* gemm_nt_bf16p's product with A bf16 too, both as stored, times scale:
+       C[m][n] = scale * sum_k A[m][k] * B[n][k]; k a multiple of 32. AVX512-BF16's
+       vdpbf16ps (the avx512bf16 table only): every product of two bf16 is exact in f32,
+       each pair of products is added to the f32 sum with two roundings, and subnormal
+       inputs and sums are flushed to 0. Half the instructions of the f32 form and no
+       conversions: the decode path uses it for Q·Kᵀ with Q stored as bf16. */
+    void (*gemm_nt_bf16dp)(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+                           int m, int n, int k, float scale);
 
     /* The transpose, for K panels: dst[c * ld + r] = src[r * row_stride + c] for r < rows,
        c < cols, src stored as dtype. */
@@ -80,7 +88,7 @@ typedef struct sattn__kernels {
 } sattn__kernels;
 
 /* The table for this CPU, chosen once: the best the CPU runs, or the one named by the
-   environment variable SATTN_ISA (generic, avx2, avx512) if the CPU runs it. */
+   environment variable SATTN_ISA (generic, avx2, avx512, avx512bf16) if the CPU runs it. */
 const sattn__kernels *sattn__kernels_get(void);
 
 /* 1 if this build has the kernel set called name and this CPU runs it. */
@@ -89,6 +97,7 @@ int sattn__cpu_runs(const char *name);
 extern const sattn__kernels sattn__kernels_generic;
 extern const sattn__kernels sattn__kernels_avx2;
 extern const sattn__kernels sattn__kernels_avx512;
+extern const sattn__kernels sattn__kernels_avx512bf16;
 
 /* The generic gemm, for the exact case of the SIMD tables, and the generic row
    conversions, for the tails and dtypes a SIMD table leaves to them. */
