@@ -274,24 +274,26 @@ static void pair_order(float *x, int rows, int ld, int n, int back)
    (kp, row stride fitting an int): dot products against the rows, no transpose. f32
    rows go SATTN__TOUCH_KEYS at a time, each contiguous group first read whole
    (sattn__touch): a cold f32 step measured 20-30% faster with this for K and V together.
-   Not for 16-bit K, where it measured slower, nor for rows apart (BSHD), which the
-   tile loop's prefetch asks for and where it measured slower too. */
+   The same for bf16 K under the dot-product form (2-7% faster cold, 7 runs of 7), but
+   not under the f32 forms of 16-bit K (f16: 5-25% slower), nor for rows apart (BSHD),
+   which the tile loop's prefetch asks for and where it measured slower too. */
 static void scores_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, int pairs, float *S, int lds,
                             const char *kp, int nk)
 {
     const sattn__problem *pr = c->pr;
     const int d = (int)pr->head_dim, ldk = (int)pr->ks[1];
     const int64_t es = (int64_t)pr->elem_size;
-    if (pairs == SATTN__BF16_DOT) {
-        c->kt->gemm_nt_bf16dp(S, lds, w->qh, d, (const uint16_t *)kp, ldk, rows, nk, d, pr->scale);
-    } else if (pairs) {
+    if (pairs == SATTN__BF16_PAIRS) {
         c->kt->gemm_nt_bf16p(S, lds, w->q, d, (const uint16_t *)kp, ldk, rows, nk, d);
-    } else if (pr->dtype == SATTN_F32) {
+    } else if (pr->dtype == SATTN_F32 || pairs == SATTN__BF16_DOT) {
         for (int j = 0; j < nk; j += SATTN__TOUCH_KEYS) {
             int nb = nk - j < SATTN__TOUCH_KEYS ? nk - j : SATTN__TOUCH_KEYS;
             const char *kj = kp + j * ldk * es;
             if (ldk == d) sattn__touch(kj, nb * d * es);
-            c->kt->gemm_nt(S + j, lds, w->q, d, (const float *)kj, ldk, rows, nb, d);
+            if (pairs == SATTN__BF16_DOT)
+                c->kt->gemm_nt_bf16dp(S + j, lds, w->qh, d, (const uint16_t *)kj, ldk, rows, nb, d, pr->scale);
+            else
+                c->kt->gemm_nt(S + j, lds, w->q, d, (const float *)kj, ldk, rows, nb, d);
         }
     } else {
         c->kt->gemm_nt_h(S, lds, w->q, d, (const uint16_t *)kp, ldk, rows, nk, d, (int)pr->dtype);
