@@ -346,7 +346,7 @@ SATTN_API int sattn_get_num_threads(void);
 /* "MAJOR.MINOR.PATCH". */
 SATTN_API const char *sattn_version(void);
 
-/* Name of the kernel set chosen for this CPU ("generic", "avx2", "avx512"). */
+/* Name of the kernel set chosen for this CPU ("generic", "avx2", "avx512", "avx512bf16"). */
 SATTN_API const char *sattn_isa(void);
 
 #ifdef __cplusplus
