@@ -274,7 +274,7 @@ static void pair_order(float *x, int rows, int ld, int n, int back)
    (kp, row stride fitting an int): dot products against the rows, no transpose. f32
    rows go SATTN__TOUCH_KEYS at a time, each contiguous group first read whole
    (sattn__touch): a cold f32 step measured 20-30% faster with this for K and V together.
-   The same for bf16 K under the dot-product form (2-7% faster cold, 7 runs of 7), but
+   The same for bf16 K under the dot-product form (0-7% faster cold in 7 runs, one a tie), but
    not under the f32 forms of 16-bit K (f16: 5-25% slower), nor for rows apart (BSHD),
    which the tile loop's prefetch asks for and where it measured slower too. */
 static void scores_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, int pairs, float *S, int lds,

@@ -196,7 +196,8 @@ static void check_gemm_bf16p(const sattn__kernels *kt, tu_rng *r)
         int brows = nt ? n : k, bcols = nt ? k : n, ldb = bcols + 32 * (int)tu_range(r, 0, 2);
         uint16_t *B = malloc(sizeof(uint16_t) * (size_t)brows * (size_t)ldb);
         double *Bd = malloc(sizeof(double) * (size_t)brows * (size_t)ldb);
-        float *A = malloc(sizeof(float) * (size_t)m * (size_t)lda), *C = malloc(sizeof(float) * (size_t)m * (size_t)ldc);
+        float *A = malloc(sizeof(float) * (size_t)m * (size_t)lda);
+        float *C = malloc(sizeof(float) * (size_t)m * (size_t)ldc);
         double *ref = malloc(sizeof(double) * (size_t)m * (size_t)n);
         for (int i = 0; i < brows * ldb; i++) {
             B[i] = sattn_ref_f32_to_bf16((float)tu_unif(r, -1, 1));
