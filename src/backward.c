@@ -110,6 +110,13 @@ static void tile_grad(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t
             }
 }
 
+/* The query side of rows r0.. of x: a band of a partial tile. */
+static qside band_side(const qside *x, int r0, int d, int dv)
+{
+    qside b = {x->q + (size_t)r0 * (size_t)d, x->dout + (size_t)r0 * (size_t)dv, x->lse + r0, x->dd + r0};
+    return b;
+}
+
 /* Loads query rows i0.. of head h with everything the tile needs. */
 static qside load_query_side(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t i0, int mq,
                              const bwd_scratch *w)
@@ -213,13 +220,21 @@ static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64
                 } else {
                     x = load_query_side(a, s, h, i0, mq, w);
                 }
-                tile_grad(a, s, h, i0, mq, j0, nk, kind, &x, w);
-                const float *pz = pr->dropout_p > 0 ? w->pz : w->p;
-                /* dV += (P∘Z)ᵀ·dO, dK += dSᵀ·(scale Q): A transposed through its strides */
-                kt->gemm(w->dv, dv, pz, 1, SATTN__BK, x.dout, dv, nk, dv, mq, 1, 0);
-                kt->gemm(w->dk, d, w->dp, 1, SATTN__BK, x.q, d, nk, d, mq, 1, 0);
-                if (gb) /* the same call as pass 2's, on the same tile, in the same order */
-                    kt->gemm(gb->dq + row * d, d, w->dp, SATTN__BK, 1, w->k, d, mq, d, nk, 1, k_bad);
+                /* a partial tile in bands (SATTN__BAND), each up to the last key it sees */
+                const int band = kind == SATTN__TILE_PARTIAL ? SATTN__BAND : SATTN__BQ;
+                for (int r0 = 0; r0 < mq; r0 += band) {
+                    const int mb = mq - r0 < band ? mq - r0 : band;
+                    const int nb = band < SATTN__BQ ? sattn__band_keys(pr, s, i0 + r0, mb, j0, nk) : nk;
+                    if (nb == 0) continue;
+                    const qside xb = band_side(&x, r0, d, dv);
+                    tile_grad(a, s, h, i0 + r0, mb, j0, nb, kind, &xb, w);
+                    const float *pz = pr->dropout_p > 0 ? w->pz : w->p;
+                    /* dV += (P∘Z)ᵀ·dO, dK += dSᵀ·(scale Q): A transposed through its strides */
+                    kt->gemm(w->dv, dv, pz, 1, SATTN__BK, xb.dout, dv, nb, dv, mb, 1, 0);
+                    kt->gemm(w->dk, d, w->dp, 1, SATTN__BK, xb.q, d, nb, d, mb, 1, 0);
+                    if (gb) /* the same call as pass 2's, on the same band, in the same order */
+                        kt->gemm(gb->dq + (row + r0) * d, d, w->dp, SATTN__BK, 1, w->k, d, mb, d, nb, 1, k_bad);
+                }
             }
         sattn__store_rows(dk, pr->ks[1], w->dk, d, nk, d, pr->dtype, 1.0f);
         sattn__store_rows(dvp, pr->vs[1], w->dv, dv, nk, dv, pr->dtype, 1.0f);
@@ -238,7 +253,7 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
     const sattn__problem *pr = a->pr;
     const sattn__kernels *kt = a->kt;
     const size_t es = pr->elem_size;
-    const int d = (int)pr->head_dim;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
     const int mq = clamp_rows(s->len_q, i0, rows);
     char *dq = (char *)a->dq + sattn__q_elem(s, pr->qs, i0, h) * (int64_t)es;
 
@@ -253,9 +268,16 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
             sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mq, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
             int k_bad = load_key_side(a, s, h / pr->group, j0, nk, 1, w);
-            tile_grad(a, s, h, i0, mq, j0, nk, kind, &x, w);
-            /* dQ += dS·K; NaN or Inf in K needs the exact form */
-            kt->gemm(w->dq, d, w->dp, SATTN__BK, 1, w->k, d, mq, d, nk, 1, k_bad);
+            const int band = kind == SATTN__TILE_PARTIAL ? SATTN__BAND : SATTN__BQ;
+            for (int r0 = 0; r0 < mq; r0 += band) { /* as in pass 1 */
+                const int mb = mq - r0 < band ? mq - r0 : band;
+                const int nb = band < SATTN__BQ ? sattn__band_keys(pr, s, i0 + r0, mb, j0, nk) : nk;
+                if (nb == 0) continue;
+                const qside xb = band_side(&x, r0, d, dv);
+                tile_grad(a, s, h, i0 + r0, mb, j0, nb, kind, &xb, w);
+                /* dQ += dS·K; NaN or Inf in K needs the exact form */
+                kt->gemm(w->dq + (size_t)r0 * (size_t)d, d, w->dp, SATTN__BK, 1, w->k, d, mb, d, nb, 1, k_bad);
+            }
         }
         sattn__store_rows(dq, pr->qs[1], w->dq, d, mq, d, pr->dtype, pr->scale);
     }

@@ -20,11 +20,6 @@
 
 #define SATTN__PACK_BYTES ((size_t)48 << 20) /* 65536 keys x d=64 pack in 32 MiB */
 #define SATTN__FEW_ROWS 8
-/* Rows per band of a partially masked tile (forward_block). Side by side against whole
-   tiles, causal forwards at N=512 measured 5-7% faster with bands of 16 rows (d=64
-   1.87-1.92 -> 1.75-1.79 ms, d=128 3.56-3.69 -> 3.34-3.45 ms), N=1024-2048 2-4%; bands
-   of 6 and 12 rows measured as 16, of 8 and 32 slower. */
-#define SATTN__BAND 16
 #define SATTN__SPLIT_ITEMS 16
 #define SATTN__TOUCH_KEYS 8 /* the decode path reads K and V rows this many at a time */
 #define SATTN__PREFETCH_TILES 2 /* how far ahead the decode path asks for strided K and V rows */
@@ -220,14 +215,8 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
             const int band = kind == SATTN__TILE_PARTIAL ? SATTN__BAND : SATTN__BQ;
             for (int r0 = 0; r0 < mv; r0 += band) {
                 const int mb = mv - r0 < band ? mv - r0 : band;
-                int nb = nk;
-                if (band < SATTN__BQ) {
-                    int64_t blo, bhi, u;
-                    sattn__row_range(pr, s, i0 + r0, &blo, &u);
-                    sattn__row_range(pr, s, i0 + r0 + mb - 1, &u, &bhi);
-                    if (bhi - j0 < nb) nb = (int)(bhi - j0);
-                    if (nb <= 0 || blo >= j0 + nk) continue;
-                }
+                const int nb = band < SATTN__BQ ? sattn__band_keys(pr, s, i0 + r0, mb, j0, nk) : nk;
+                if (nb == 0) continue;
                 float *S = w->s + (size_t)r0 * SATTN__BK, *O = w->o + (size_t)r0 * (size_t)dv;
                 /* S = (scale Q) · Kᵀ */
                 kt->gemm(S, SATTN__BK, w->q + (size_t)r0 * (size_t)d, d, 1, t.kt, SATTN__BK, mb, nb, d, 0, 0);

@@ -41,6 +41,17 @@ sattn__tile_kind sattn__tile_classify(const sattn__problem *prob, const sattn__s
     return SATTN__TILE_PARTIAL;
 }
 
+/* How many keys, from j0, of the tile j0 .. j0+nk-1 rows i0 .. i0+mq-1 may see: up to
+   the last key the last row sees; 0 when none of the rows sees any of the tile. */
+int sattn__band_keys(const sattn__problem *prob, const sattn__seq *s, int64_t i0, int64_t mq, int64_t j0,
+                     int nk)
+{
+    if (sattn__tile_classify(prob, s, i0, mq, j0, nk) == SATTN__TILE_EMPTY) return 0;
+    int64_t lo, hi;
+    sattn__row_range(prob, s, i0 + mq - 1, &lo, &hi);
+    return hi - j0 < nk ? (int)(hi - j0) : nk;
+}
+
 /* ---- scores ---- */
 
 void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t h,
