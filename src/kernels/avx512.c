@@ -149,6 +149,26 @@ ALWAYS_INLINE __m512 reduce16(__m512 a[4][4])
     return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xdd));
 }
 
+/* C[r][u] = scale times the sum of the lanes of acc[r][u], for R rows of C and NB
+   columns (scale = 1 leaves the sums as they are). */
+ALWAYS_INLINE void store_sums(const int R, const int NB, float *C, int ldc, __m512 acc[4][4], __m512 scale)
+{
+    if (R == 4 && NB == 4) { /* the full block: all 16 sums in one vector */
+        __m512 s = _mm512_mul_ps(reduce16(acc), scale);
+        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
+        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
+        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
+        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
+        return;
+    }
+    for (int r = 0; r < R; r++) {
+        float sums[4];
+        _mm_storeu_ps(sums, _mm_mul_ps(reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]),
+                                       _mm512_castps512_ps128(scale)));
+        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
+    }
+}
+
 /* acc[r][u0], acc[r][u0 + 1] += A row r . B rows u0, u0 + 1, for the 4 rows of A. */
 ALWAYS_INLINE void nt_pair(const int dtype, __m512 acc[4][4], const int u0, const float *A, int lda,
                            const void *B, int ldb, int k)
@@ -186,19 +206,7 @@ ALWAYS_INLINE void nt_micro(const int R, const int NB, const int dtype, float *C
             }
         }
     }
-    if (R == 4 && NB == 4) { /* the full block: all 16 sums in one vector */
-        __m512 s = reduce16(acc);
-        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
-        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
-        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
-        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
-        return;
-    }
-    for (int r = 0; r < R; r++) {
-        float sums[4];
-        _mm_storeu_ps(sums, reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
-        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
-    }
+    store_sums(R, NB, C, ldc, acc, _mm512_set1_ps(1.0f));
 }
 
 #define NT(R, NB) \
@@ -286,19 +294,7 @@ ALWAYS_INLINE void nt_pairs_micro(const int R, const int NB, float *C, int ldc, 
             }
         }
     }
-    if (R == 4 && NB == 4) {
-        __m512 s = reduce16(acc);
-        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
-        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
-        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
-        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
-        return;
-    }
-    for (int r = 0; r < R; r++) {
-        float sums[4];
-        _mm_storeu_ps(sums, reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
-        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
-    }
+    store_sums(R, NB, C, ldc, acc, _mm512_set1_ps(1.0f));
 }
 
 #define NTP(R, NB) \
@@ -383,20 +379,7 @@ BF16_TARGET ALWAYS_INLINE void nt_dp_micro(const int R, const int NB, float *C, 
             for (int r = 0; r < R; r++) acc[r][u] = _mm512_dpbf16_ps(acc[r][u], a[r], b);
         }
     }
-    if (R == 4 && NB == 4) {
-        __m512 s = _mm512_mul_ps(reduce16(acc), vscale);
-        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
-        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
-        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
-        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
-        return;
-    }
-    for (int r = 0; r < R; r++) {
-        float sums[4];
-        _mm_storeu_ps(sums, _mm_mul_ps(reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]),
-                                       _mm512_castps512_ps128(vscale)));
-        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
-    }
+    store_sums(R, NB, C, ldc, acc, vscale);
 }
 
 #define NTDP(R, NB) \
