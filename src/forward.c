@@ -368,16 +368,16 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
     for (int r = 0; r < rows; r++) w->mx[r] = -INFINITY, w->sum[r] = 0.0f;
     memset(w->o, 0, sizeof(float) * (size_t)rows * (size_t)dv);
     if (L > 0) {
-        for (int64_t hl = 0; hl < pr->group; hl++)
-            sattn__load_rows(w->q + hl * L * d, d, sattn__at(c->q, sattn__q_elem(&s, pr->qs, 0, h0 + hl), es),
-                             pr->qs[1], L, d, pr->dtype, pr->scale);
-        if (pairs == SATTN__BF16_DOT) /* Q·Kᵀ on Q as stored, scaled after */
+        if (pairs == SATTN__BF16_DOT) /* Q·Kᵀ on Q as stored, scaled after: w->q unused */
             for (int64_t hl = 0; hl < pr->group; hl++)
                 for (int i = 0; i < L; i++)
                     memcpy(w->qh + (hl * L + i) * d, sattn__at(c->q, sattn__q_elem(&s, pr->qs, i, h0 + hl), es),
                            (size_t)d * sizeof(uint16_t));
-        else if (pairs)
-            pair_order(w->q, rows, d, d, 0);
+        else
+            for (int64_t hl = 0; hl < pr->group; hl++)
+                sattn__load_rows(w->q + hl * L * d, d, sattn__at(c->q, sattn__q_elem(&s, pr->qs, 0, h0 + hl), es),
+                                 pr->qs[1], L, d, pr->dtype, pr->scale);
+        if (pairs == SATTN__BF16_PAIRS) pair_order(w->q, rows, d, d, 0);
         int64_t lo, hi, unused;
         sattn__row_range(pr, &s, 0, &lo, &unused);
         sattn__row_range(pr, &s, L - 1, &unused, &hi);
