@@ -185,9 +185,51 @@ ALWAYS_INLINE void nt_pair(const int dtype, __m512 acc[4][4], const int u0, cons
     }
 }
 
+/* The dot-product kernels' storage type for bf16 B read in pair order (kernels.h), A's
+   rows in that order too: gemm_nt_blocks' B for gemm_nt_bf16p. */
+#define NT_BF16_PAIRS 0x100
+
+/* 32 bf16 at p as f32: the even elements and the odd ones, one operation each */
+ALWAYS_INLINE void load_pairs(const uint16_t *p, __m512 *even, __m512 *odd)
+{
+    __m512i x = _mm512_loadu_si512((const void *)p);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* R rows of A (pair order) x NB keys: each block of 32 columns loads the rows of A once
+   (2R vectors) and every key's 32 values with one load, for 2 R NB FMAs. */
+ALWAYS_INLINE void nt_pairs_micro(const int R, const int NB, float *C, int ldc, const float *A, int lda,
+                                  const uint16_t *B, int ldb, int k)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
+    for (int c = 0; c < k; c += 32) {
+        __m512 ae[4], ao[4];
+        for (int r = 0; r < R; r++) {
+            ae[r] = _mm512_loadu_ps(A + (int64_t)r * lda + c);
+            ao[r] = _mm512_loadu_ps(A + (int64_t)r * lda + c + 16);
+        }
+        for (int u = 0; u < NB; u++) {
+            __m512 e, o;
+            load_pairs(B + (int64_t)u * ldb + c, &e, &o);
+            for (int r = 0; r < R; r++) {
+                acc[r][u] = _mm512_fmadd_ps(ae[r], e, acc[r][u]);
+                acc[r][u] = _mm512_fmadd_ps(ao[r], o, acc[r][u]);
+            }
+        }
+    }
+    store_sums(R, NB, C, ldc, acc, _mm512_set1_ps(1.0f));
+}
+
 ALWAYS_INLINE void nt_micro(const int R, const int NB, const int dtype, float *C, int ldc, const float *A,
                             int lda, const void *B, int ldb, int k)
 {
+    if (dtype == NT_BF16_PAIRS) {
+        nt_pairs_micro(R, NB, C, ldc, A, lda, (const uint16_t *)B, ldb, k);
+        return;
+    }
     __m512 acc[4][4];
     for (int r = 0; r < R; r++)
         for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
@@ -263,58 +305,11 @@ static void gemm_h(float *C, int ldc, const float *A, int ars, int acs, const ui
 
 /* ---- bf16 in pair order (kernels.h): the decode path's products ---- */
 
-/* 32 bf16 at p as f32: the even elements and the odd ones, one operation each */
-ALWAYS_INLINE void load_pairs(const uint16_t *p, __m512 *even, __m512 *odd)
-{
-    __m512i x = _mm512_loadu_si512((const void *)p);
-    *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
-    *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u)));
-}
-
-/* R rows of A (pair order) x NB keys: each block of 32 columns loads the rows of A once
-   (2R vectors) and every key's 32 values with one load, for 2 R NB FMAs. */
-ALWAYS_INLINE void nt_pairs_micro(const int R, const int NB, float *C, int ldc, const float *A, int lda,
-                                  const uint16_t *B, int ldb, int k)
-{
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
-    for (int c = 0; c < k; c += 32) {
-        __m512 ae[4], ao[4];
-        for (int r = 0; r < R; r++) {
-            ae[r] = _mm512_loadu_ps(A + (int64_t)r * lda + c);
-            ao[r] = _mm512_loadu_ps(A + (int64_t)r * lda + c + 16);
-        }
-        for (int u = 0; u < NB; u++) {
-            __m512 e, o;
-            load_pairs(B + (int64_t)u * ldb + c, &e, &o);
-            for (int r = 0; r < R; r++) {
-                acc[r][u] = _mm512_fmadd_ps(ae[r], e, acc[r][u]);
-                acc[r][u] = _mm512_fmadd_ps(ao[r], o, acc[r][u]);
-            }
-        }
-    }
-    store_sums(R, NB, C, ldc, acc, _mm512_set1_ps(1.0f));
-}
-
-#define NTP(R, NB) \
-    case (R) * 4 + (NB) - 1: nt_pairs_micro(R, NB, c, ldc, a, lda, b, ldb, k); break;
-
+/* bf16 B, A's rows in pair order: gemm_nt's block loop around nt_pairs_micro. */
 static void gemm_nt_bf16p(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
                           int k)
 {
-    for (int j = 0; j < n; j += 4) {
-        int nb = n - j < 4 ? n - j : 4;
-        for (int i = 0; i < m; i += 4) {
-            float *c = C + (int64_t)i * ldc + j;
-            const float *a = A + (int64_t)i * lda;
-            const uint16_t *b = B + (int64_t)j * ldb;
-            switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
-                NTP(1, 1) NTP(1, 2) NTP(1, 3) NTP(1, 4) NTP(2, 1) NTP(2, 2) NTP(2, 3) NTP(2, 4)
-                NTP(3, 1) NTP(3, 2) NTP(3, 3) NTP(3, 4) NTP(4, 1) NTP(4, 2) NTP(4, 3) NTP(4, 4)
-            }
-        }
-    }
+    gemm_nt_blocks(NT_BF16_PAIRS, C, ldc, A, lda, B, ldb, m, n, k);
 }
 
 /* C[R][16P] (pair order) += A · B: P = 2 or 4 vectors, every 32 columns of a row of B
