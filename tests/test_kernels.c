@@ -1,7 +1,7 @@
 /* Every SIMD kernel table against the generic one, piece by piece: gemm over random
  * shapes (1..70 rows and columns, tails of every width), A strides (plain and
  * transposed), accumulate on/off, the exact form against NaN in B; the 16-bit
- * products (and AVX-512's bf16 pair-order and dot-product ones) against double
+ * products (and AVX-512's bf16 pair-order, span and dot-product ones) against double
  * sums; the three
  * softmax steps, including -inf rows, fully masked rows and extreme scores.
  *
@@ -228,6 +228,55 @@ static void check_gemm_bf16p(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_nt_bf16p, gemm_bf16p: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
+/* gemm_h_span (AVX-512 only): the decode path's P·V over a span of 16-bit values,
+   against double sums: f16, bf16 and bf16 with C in pair order; 1 to 8 rows (one and two
+   blocks of 4), spans from 1 value to 2100 (the odd sizes, 8-row groups cut anywhere),
+   rows of B apart (ldb > n) as well as contiguous, a guard column after C's n. */
+static void check_gemm_h_span(const sattn__kernels *kt, tu_rng *r)
+{
+    if (!kt->gemm_h_span) {
+        printf("%-8s gemm_h_span: none in this table (gemm_h serves)\n", kt->name);
+        return;
+    }
+    static const int ks[] = {1, 7, 8, 9, 63, 65, 257, 2048, 2100};
+    double worst = 0;
+    for (int t = 0; t < 90; t++) {
+        const int form = t % 3; /* f16, bf16, bf16 pairs */
+        const int dtype = form == 0 ? SATTN_F16 : SATTN_BF16;
+        int m = (int)tu_range(r, 1, 9), n = 64 * (int)tu_range(r, 1, 4), k = ks[(t / 3) % 9];
+        int lda = k + (int)tu_range(r, 0, 5), ldc = n + 1 + (int)tu_range(r, 0, 4);
+        int ldb = n + 32 * (int)tu_range(r, 0, 2);
+        uint16_t *B = malloc(sizeof(uint16_t) * (size_t)k * (size_t)ldb);
+        double *Bd = malloc(sizeof(double) * (size_t)k * (size_t)ldb);
+        float *A = malloc(sizeof(float) * (size_t)m * (size_t)lda);
+        float *C = malloc(sizeof(float) * (size_t)m * (size_t)ldc);
+        double *ref = malloc(sizeof(double) * (size_t)m * (size_t)n);
+        for (int i = 0; i < k * ldb; i++) {
+            float x = (float)tu_unif(r, -1, 1);
+            B[i] = dtype == SATTN_F16 ? sattn_ref_f32_to_f16(x) : sattn_ref_f32_to_bf16(x);
+            Bd[i] = dtype == SATTN_F16 ? sattn_ref_f16_to_f64(B[i]) : sattn_ref_bf16_to_f64(B[i]);
+        }
+        fill(A, m * lda, r, 0, 1), fill(C, m * ldc, r, -1, 1);
+        float guard = C[n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double sum = C[i * ldc + j];
+                for (int c = 0; c < k; c++) sum += (double)A[i * lda + c] * Bd[c * ldb + (form == 2 ? pair_elem(j) : j)];
+                ref[i * n + j] = sum;
+            }
+        kt->gemm_h_span(C, ldc, A, lda, B, ldb, m, n, k, dtype, form == 2);
+        double tol = 2.0 * (k + 2) * 0x1p-24, e = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) e = fmax(e, fabs(ref[i * n + j] - C[i * ldc + j]));
+        tu_check(e <= tol, "%s gemm_h_span %s m=%d n=%d k=%d ldb=%d: err %.3g > %.3g", kt->name,
+                 form == 0 ? "f16" : form == 1 ? "bf16" : "bf16 pairs", m, n, k, ldb, e, tol);
+        tu_check(C[n] == guard, "%s gemm_h_span wrote past column n", kt->name);
+        worst = fmax(worst, e / tol);
+        free(A), free(B), free(Bd), free(C), free(ref);
+    }
+    printf("%-8s gemm_h_span: 90 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
 /* The bf16 dot-product form (AVX512-BF16 only) against double sums: both operands
    bf16, so every product is exact; the sums round twice per pair of products. */
 static void check_gemm_bf16dp(const sattn__kernels *kt, tu_rng *r)
@@ -444,6 +493,7 @@ int main(void)
         check_gemm_nt(kt, &r);
         check_gemm_h(kt, &r);
         check_gemm_bf16p(kt, &r);
+        check_gemm_h_span(kt, &r);
         check_gemm_bf16dp(kt, &r);
         check_convert(kt, &r);
         check_transpose(kt, &r);

@@ -354,6 +354,77 @@ static void gemm_bf16p(float *C, int ldc, const float *A, int ars, int acs, cons
     }
 }
 
+/* ---- P·V over a span of 16-bit values (kernels.h: gemm_h_span) ---- */
+
+/* Reads one byte of every cache line of rows rows of bytes bytes each, stride apart:
+   demand loads, all issued before the products that follow use the rows. */
+ALWAYS_INLINE void touch_rows(const char *p, int64_t stride, int rows, int bytes)
+{
+    const volatile unsigned char *m = (const volatile unsigned char *)p;
+    unsigned acc = 0;
+    for (int r = 0; r < rows; r++, m += stride) {
+        for (int b = 0; b < bytes; b += 64) acc |= m[b];
+        acc |= m[bytes - 1]; /* the last line of a row that does not start on one */
+    }
+    __asm__ volatile("" : : "r"(acc));
+}
+
+/* C[R][64] += A(R x k) · B(k x 64), the sums in registers for all k; B's rows are
+   touched (rowbytes each) 8 at a time first where touch is set. DT: SATTN_F16,
+   SATTN_BF16 or NT_BF16_PAIRS (C in pair order). */
+ALWAYS_INLINE void span_micro(const int R, const int DT, const int touch, float *C, int ldc, const float *A,
+                              int lda, const uint16_t *B, int ldb, int k, int rowbytes)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < 4; p++) acc[r][p] = _mm512_loadu_ps(C + (int64_t)r * ldc + 16 * p);
+    for (int k0 = 0; k0 < k; k0 += 8) {
+        const int k1 = k - k0 < 8 ? k : k0 + 8;
+        if (touch) touch_rows((const char *)(B + (int64_t)k0 * ldb), 2 * (int64_t)ldb, k1 - k0, rowbytes);
+        for (int kk = k0; kk < k1; kk++) {
+            const uint16_t *b = B + (int64_t)kk * ldb;
+            __m512 bv[4];
+            if (DT == NT_BF16_PAIRS) load_pairs(b, &bv[0], &bv[1]), load_pairs(b + 32, &bv[2], &bv[3]);
+            else
+                for (int p = 0; p < 4; p++) bv[p] = load_b(b, 16 * p, DT, 0xffff);
+            for (int r = 0; r < R; r++) {
+                __m512 av = _mm512_set1_ps(A[(int64_t)r * lda + kk]);
+                for (int p = 0; p < 4; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < 4; p++) _mm512_storeu_ps(C + (int64_t)r * ldc + 16 * p, acc[r][p]);
+}
+
+#define SPAN(R) \
+    case 2 * (R): span_micro(R, DT, 0, c, ldc, a, lda, b, ldb, k, rowbytes); break; \
+    case 2 * (R) + 1: span_micro(R, DT, 1, c, ldc, a, lda, b, ldb, k, rowbytes); break;
+
+/* Rows 4 at a time, panels of 64 columns; only the very first pass touches B. */
+ALWAYS_INLINE void span_panels(const int DT, float *C, int ldc, const float *A, int lda, const uint16_t *B,
+                               int ldb, int m, int n, int k)
+{
+    const int rowbytes = 2 * n;
+    for (int r0 = 0; r0 < m; r0 += 4)
+        for (int j0 = 0; j0 < n; j0 += 64) {
+            float *c = C + (int64_t)r0 * ldc + j0;
+            const float *a = A + (int64_t)r0 * lda;
+            const uint16_t *b = B + j0;
+            switch (2 * (m - r0 < 4 ? m - r0 : 4) + (r0 == 0 && j0 == 0)) {
+                SPAN(1) SPAN(2) SPAN(3) SPAN(4)
+            }
+        }
+}
+
+static void gemm_h_span(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                        int k, int dtype, int pairs)
+{
+    if (pairs) span_panels(NT_BF16_PAIRS, C, ldc, A, lda, B, ldb, m, n, k);
+    else if (dtype == SATTN_F16) span_panels(SATTN_F16, C, ldc, A, lda, B, ldb, m, n, k);
+    else span_panels(SATTN_BF16, C, ldc, A, lda, B, ldb, m, n, k);
+}
+
 /* ---- bf16 dot products with vdpbf16ps (AVX512-BF16: this function alone) ---- */
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
@@ -594,6 +665,7 @@ static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, in
     .gemm_h = gemm_h, \
     .gemm_nt_bf16p = gemm_nt_bf16p, \
     .gemm_bf16p = gemm_bf16p, \
+    .gemm_h_span = gemm_h_span, \
     .load_rows_t = load_rows_t, \
     .load_row = load_row, \
     .store_row = store_row, \

@@ -54,6 +54,16 @@ typedef struct sattn__kernels {
                           int m, int n, int k);
     void (*gemm_bf16p)(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb,
                        int m, int n, int k);
+    /* C[m][n] += sum_k A[m][k] * B[k][n] for 16-bit B (dtype f16 or bf16; pairs: bf16
+       with C's rows in pair order, as gemm_bf16p), A row-major, n a multiple of 64: the
+       decode path's P·V over a whole span of values. Each 64-column panel of up to 4 rows
+       keeps its sums in registers across all k (gemm_h, called a few keys at a time,
+       stores and reloads them every call); the first pass over B reads each group of 8
+       rows whole (one load per cache line of each row's n elements) before its products,
+       the pattern the decode path's callers use for the other products (forward.c).
+       AVX-512 only: NULL elsewhere. */
+    void (*gemm_h_span)(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                        int k, int dtype, int pairs);
     /* gemm_nt_bf16p's product with A bf16 too, both as stored, times scale:
        C[m][n] = scale * sum_k A[m][k] * B[n][k]; k a multiple of 32. AVX512-BF16's
        vdpbf16ps (the avx512bf16 table only): every product of two bf16 is exact in f32,
