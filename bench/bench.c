@@ -88,18 +88,22 @@ typedef struct result {
     char name[64];
     double t, amount, base; /* seconds; FLOPs or bytes; the baseline's seconds */
     int bytes;              /* amount is bytes: GB/s and % of bandwidth */
+    double beside;          /* decode: the median of each call's GB/s over the read rate
+                               measured just before it (0: none) */
 } result;
 static result *g_res;
 static size_t g_nres;
 
-static void add_result(const char *name, double t, double amount, double base, int bytes)
+static result *add_result(const char *name, double t, double amount, double base, int bytes)
 {
     result *r = realloc(g_res, (g_nres + 1) * sizeof *r);
-    if (!r) return;
+    if (!r) return NULL;
     g_res = r;
     snprintf(r[g_nres].name, sizeof r[g_nres].name, "%s", name);
     r[g_nres].t = t, r[g_nres].amount = amount, r[g_nres].base = base, r[g_nres].bytes = bytes;
+    r[g_nres].beside = 0;
     table("\001%zu\n", g_nres++); /* a placeholder line: the row, rendered at the end */
+    return &r[g_nres - 1];
 }
 
 /* Clears the progress line and prints the table so far, percentages against peak
@@ -115,8 +119,8 @@ static void print_table(double peak, double bw)
             const result *r = &g_res[i];
             double rate = r->amount / r->t * 1e-9;
             if (r->bytes)
-                printf("%-34s %9.3f %7.1f GB/s %5.1f%% of bw %9.3f %7.2fx\n", r->name, r->t * 1e3, rate,
-                       100.0 * rate / bw, r->base * 1e3, r->base / r->t);
+                printf("%-34s %9.3f %7.1f GB/s %5.1f%% of bw %9.3f %7.2fx %7.1f%%\n", r->name, r->t * 1e3, rate,
+                       100.0 * rate / bw, r->base * 1e3, r->base / r->t, 100.0 * r->beside);
             else
                 printf("%-34s %9.2f %9.1f %6.1f%% %11.2f %7.2fx\n", r->name, r->t * 1e3, rate, 100.0 * rate / peak,
                        r->base * 1e3, r->base / r->t);
@@ -310,33 +314,45 @@ static size_t huge_kib(void)
     return kib;
 }
 
-/* GB/s of reading a 512 MiB buffer, each thread its contiguous half, with the widest
-   loads the CPU has: the best read rate a kernel could hope for. */
+/* A buffer of n floats on 2 MiB pages where granted, written once. */
+static float *read_buffer(size_t n)
+{
+    float *buf = big_alloc(n * sizeof(float));
+    if (!buf) return NULL;
+#pragma omp parallel for num_threads(g_threads) schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 255);
+    return buf;
+}
+
+/* GB/s of one read of buf[0, n), each thread its contiguous half, with the widest loads
+   the CPU has. */
+static double read_rate(const float *buf, size_t n)
+{
+    const int avx512 = __builtin_cpu_supports("avx512f");
+    double t0 = seconds(), total = 0;
+#pragma omp parallel num_threads(g_threads) reduction(+ : total)
+    {
+        int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        size_t lo = n / 64 * id / nt * 64, hi = n / 64 * (id + 1) / nt * 64;
+        total += avx512 ? read512(buf + lo, hi - lo) : read256(buf + lo, hi - lo);
+    }
+    double t = seconds() - t0;
+    if (total == 42) printf(" "); /* the sum is used: the reads stay */
+    return (double)n * sizeof(float) / t * 1e-9;
+}
+
+/* GB/s of reading a 512 MiB buffer (the median of 5 reads): the best read rate a
+   kernel could hope for. */
 static double measure_bandwidth(void)
 {
     const size_t n = (size_t)128 << 20; /* floats */
-    float *buf = big_alloc(n * sizeof(float));
+    float *buf = read_buffer(n);
     if (!buf) return 0;
-#pragma omp parallel for num_threads(g_threads) schedule(static)
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 255);
     g_huge_kib = huge_kib();
-    const int avx512 = __builtin_cpu_supports("avx512f");
-    double t[5], sink = 0;
-    for (int r = 0; r < 5; r++) {
-        double t0 = seconds();
-        double total = 0;
-#pragma omp parallel num_threads(g_threads) reduction(+ : total)
-        {
-            int id = omp_get_thread_num(), nt = omp_get_num_threads();
-            size_t lo = n / 64 * id / nt * 64, hi = n / 64 * (id + 1) / nt * 64;
-            total += avx512 ? read512(buf + lo, hi - lo) : read256(buf + lo, hi - lo);
-        }
-        t[r] = seconds() - t0;
-        sink += total;
-    }
+    double rate[5];
+    for (int r = 0; r < 5; r++) rate[r] = read_rate(buf, n);
     free(buf);
-    if (sink == 42) printf(" ");
-    return (double)n * sizeof(float) / median(t, 5) * 1e-9;
+    return median(rate, 5);
 }
 
 /* Evicts the caches: decode timings must come from memory, not from L3. */
@@ -518,13 +534,22 @@ static void decode_case(sattn_dtype dtype)
        keys are one contiguous stream */
     p.k_stride[0] = (int64_t)hk * nkv * d, p.k_stride[1] = d, p.k_stride[2] = (int64_t)nkv * d;
     memcpy(p.v_stride, p.k_stride, sizeof p.k_stride);
-    double ts[256], tb[256];
+    /* each call right after a read of 128 MiB (4x the L3, so it also evicts the cache):
+       its GB/s against that read's rate as well, the memory's speed at that moment, which
+       this guest changes by up to 2x within a run (BENCHMARKS.md) */
+    const double bytes = 2.0 * (double)kv_elems * (double)es;
+    const size_t nread = (size_t)32 << 20;
+    float *rbuf = read_buffer(nread);
+    double ts[256], tb[256], ratio[256];
     for (int r = 0; r < reps; r++) {
-        flush_caches();
+        double rate = rbuf ? read_rate(rbuf, nread) : 0;
+        if (!rbuf) flush_caches();
         double t0 = seconds();
         if (sattn_forward(&p, sq, k, v, sout, lse) != SATTN_OK) die("sattn_forward: %s", sattn_last_error());
         ts[r] = seconds() - t0;
+        ratio[r] = rate > 0 ? bytes / ts[r] * 1e-9 / rate : 0;
     }
+    free(rbuf);
     /* baseline: per query head, s = K q (sgemv), softmax, o = Vᵀ p (sgemv), on f32 KV */
     float *s = malloc((size_t)hq * nkv * 4);
     const float scale = 1.0f / sqrtf((float)d);
@@ -545,8 +570,8 @@ static void decode_case(sattn_dtype dtype)
         tb[r] = seconds() - t0;
     }
     double t = median(ts, reps), b = median(tb, reps);
-    double bytes = 2.0 * (double)kv_elems * (double)es;
-    add_result(name, t, bytes, b, 1);
+    result *row = add_result(name, t, bytes, b, 1);
+    if (row) row->beside = median(ratio, reps);
     free(s), free(kf), free(vf), free(q), free(out), free(lse), free(k16), free(v16), free(q16);
 }
 
@@ -733,7 +758,8 @@ int main(int argc, char **argv)
         layer_case(0), layer_case(1);
     }
     if (WANT("decode")) {
-        table("\n%-34s %9s %12s %11s %11s %8s\n", "case", "ms", "GB/s", "%bandwidth", "baseline ms", "speedup");
+        table("\n%-34s %9s %12s %11s %11s %8s %8s\n", "case", "ms", "GB/s", "%bandwidth", "baseline ms", "speedup",
+              "%beside");
         decode_case(SATTN_F32), decode_case(SATTN_F16), decode_case(SATTN_BF16);
     }
     if (WANT("mem")) {
