@@ -3,7 +3,9 @@
  * Q·Kᵀ and P·V, a vectorized softmax) on the same inputs, and prints for each case
  * the median time, GFLOP/s, % of the measured peak (or GB/s and % of bandwidth for
  * decode) and the speedup over the baseline. Peak and bandwidth are measured at the
- * start and again at the end; the percentages use the higher of each.
+ * start and again at the end; the percentages use the higher of each. Each decode call
+ * is also set against a read of 128 MiB timed just before it (%beside: the median of
+ * the calls' ratios), the memory's speed at that moment.
  *
  *   bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]
  *
