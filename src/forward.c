@@ -319,10 +319,10 @@ static void scores_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, in
    together. The kernels add the keys in order, so the groups keep the bits.
    16-bit V in contiguous rows goes to gemm_h_span where the table has it: the same
    groups read whole, but each panel's sums stay in registers across all nk values
-   instead of being stored and reloaded every group. Side by side, a decode step warm in
-   L3 (1024 keys) measured 15-17% faster for f16 and bf16, cold ones the same; for f32 V
-   (not a 16-bit kernel) the same loop measured 20-30% slower cold, so f32 keeps the
-   groups. */
+   instead of being stored and reloaded every group (the same FMAs in the same order:
+   the same bits). Side by side, a decode step warm in L3 (1024 keys) measured 17-20%
+   faster for f16 and bf16, a cold one 10-20%; for f32 V the same loop measured 19-31%
+   slower cold, so f32 keeps the groups (BENCHMARKS.md). */
 static void values_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, int pairs, const float *P, int lds,
                             const char *vp, int nk, int exact)
 {
