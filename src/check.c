@@ -7,8 +7,6 @@
 #include "philox.h"
 #include "sattn_internal.h"
 
-#define SATTN__MAX_EXTENT INT32_MAX
-
 static sattn_status check_size(const char *name, int64_t value, int64_t min)
 {
     if (value < min || value > SATTN__MAX_EXTENT)
@@ -240,6 +238,8 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->dropout_scale = 1.0f / (1.0f - p->dropout_p);
     prob->dropout_threshold = sattn__dropout_threshold(p->dropout_p);
     prob->total_q = rows_q;
+    prob->window_left = p->window_left <= 0 ? 0 : p->window_left < SATTN__WINDOW_MAX ? p->window_left : SATTN__WINDOW_MAX;
+    prob->window_right = p->window_right <= 0 ? 0 : p->window_right < SATTN__WINDOW_MAX ? p->window_right : SATTN__WINDOW_MAX;
     prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
     return SATTN_OK;
 }

@@ -26,7 +26,6 @@
 #include "kernels/kernels.h"
 #include "sattn_internal.h"
 
-#define SATTN__MAX_EXTENT INT32_MAX  /* the largest seq_kv sattn_forward takes */
 #define SATTN__KV_DEFAULT_CAPACITY 256
 
 struct sattn_kvcache {

@@ -29,6 +29,11 @@
 /* Largest head_dim / head_dim_v accepted; keeps per-thread scratch bounded. */
 #define SATTN__MAX_HEAD_DIM 4096
 
+/* Largest seq_q, seq_kv, batch, heads (and their products where they size a tensor). */
+#define SATTN__MAX_EXTENT INT32_MAX
+/* A window side this wide spans every key of every row: |d| <= 2 * SATTN__MAX_EXTENT. */
+#define SATTN__WINDOW_MAX ((int64_t)4 * SATTN__MAX_EXTENT)
+
 /* ---- errors (sattn.c) ---- */
 
 /* Records a printf-style message for sattn_last_error() and returns SATTN_ERR_INVALID. */
@@ -82,6 +87,10 @@ typedef struct sattn__problem {
     float dropout_scale;                    /* 1 / (1 - dropout_p) */
     uint32_t dropout_threshold;             /* kept iff (r >> 8) >= threshold (see philox.h) */
     int64_t total_q;                        /* rows of the lse's seq axis */
+    /* The window's sides, 0 = unbounded, clamped to SATTN__WINDOW_MAX: both sequences
+       are at most SATTN__MAX_EXTENT long, so a wider side bounds nothing, and d +- w
+       stays far from int64 overflow. */
+    int64_t window_left, window_right;
     int has_score_mods;                     /* softcap, alibi, bias or mask present */
 } sattn__problem;
 

@@ -19,8 +19,9 @@ void sattn__row_range(const sattn__problem *prob, const sattn__seq *s, int64_t i
     int64_t a = 0, e = s->len_kv;         /* [a, e) */
     if (p->causal == SATTN_CAUSAL_TOP_LEFT && i + 1 < e) e = i + 1;
     if (p->causal == SATTN_CAUSAL_BOTTOM_RIGHT && d + 1 < e) e = d + 1;
-    if (p->window_left > 0 && d - p->window_left > a) a = d - p->window_left;
-    if (p->window_right > 0 && d + p->window_right + 1 < e) e = d + p->window_right + 1;
+    const int64_t wl = prob->window_left, wr = prob->window_right; /* clamped: no overflow */
+    if (wl > 0 && d - wl > a) a = d - wl;
+    if (wr > 0 && d + wr + 1 < e) e = d + wr + 1;
     if (e < a) e = a;
     *lo = a;
     *hi = e;

@@ -5,7 +5,8 @@
  *   - NaN / Inf stored in masked-out and padding key / value rows, padding query and
  *     dout rows, and rows outside every cu_seqlens range never leak;
  *   - extreme logits (scores ~ +-1e4, from q.k and from the bias) without overflow;
- *   - seq_q = 0 and seq_kv = 0.
+ *   - seq_q = 0 and seq_kv = 0;
+ *   - window bounds up to INT64_MAX mean "unbounded on that side", never "mask all".
  */
 #include <math.h>
 #include <stdio.h>
@@ -399,9 +400,56 @@ static void test_empty(void)
     }
 }
 
+/* A window side of INT64_MAX (or any bound past every key) masks nothing on its side:
+   the library must match the reference (whose test d - j > left cannot overflow) and,
+   independently, the same call without that side, bit for bit. seq_q > seq_kv makes the
+   diagonal d negative for the first rows, where d - left overflowed before. */
+static void test_huge_windows(void)
+{
+    static const int64_t huge[] = {INT64_MAX, INT64_MAX - 1, (int64_t)1 << 40, ((int64_t)1 << 33) + 5};
+    static const int64_t sizes[][2] = {{9, 11}, {13, 5}, {65, 7}};
+    for (size_t hx = 0; hx < sizeof huge / sizeof huge[0]; hx++)
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++)
+            for (int side = 0; side < 3; side++) /* left, right, both */
+                for (int causal = 0; causal < 3; causal++) {
+                    tu_spec s = edge_base();
+                    s.seq_q = sizes[z][0], s.seq_kv = sizes[z][1];
+                    s.causal = (sattn_causal)causal;
+                    /* the other side bounded where one side is huge, so the window still cuts */
+                    s.window_left = side != 1 ? huge[hx] : 2;
+                    s.window_right = side != 0 ? huge[hx] : 3;
+                    tu_case c;
+                    tu_case_init(&c, &s);
+                    char label[128];
+                    snprintf(label, sizeof label, "window (%lld, %lld), causal %d, seq %lld x %lld",
+                             (long long)s.window_left, (long long)s.window_right, causal,
+                             (long long)s.seq_q, (long long)s.seq_kv);
+                    tu_tol tol = tu_tolerance(s.dtype);
+                    tu_check(tu_run_case(&c, 1, &tol, label, NULL), "%s: against the reference", label);
+
+                    size_t es = (size_t)sattn_ref_dtype_size(s.dtype);
+                    void *o1 = tu_alloc_sentinel((size_t)c.to.count * es);
+                    void *o2 = tu_alloc_sentinel((size_t)c.to.count * es);
+                    float *l1 = tu_alloc_sentinel((size_t)(c.nlse + 1) * sizeof(float));
+                    float *l2 = tu_alloc_sentinel((size_t)(c.nlse + 1) * sizeof(float));
+                    sattn_params p = c.p;
+                    sattn_status st1 = sattn_forward(&p, c.q, c.k, c.v, o1, l1);
+                    if (side != 1) p.window_left = 0;
+                    if (side != 0) p.window_right = 0;
+                    sattn_status st2 = sattn_forward(&p, c.q, c.k, c.v, o2, l2);
+                    tu_check(st1 == SATTN_OK && st2 == SATTN_OK &&
+                             memcmp(o1, o2, (size_t)c.to.count * es) == 0 &&
+                             memcmp(l1, l2, (size_t)c.nlse * sizeof(float)) == 0,
+                             "%s: differs from the same call with that side unbounded (0)", label);
+                    free(o1), free(o2), free(l1), free(l2);
+                    tu_case_free(&c);
+                }
+}
+
 int main(void)
 {
     tu_begin();
+    test_huge_windows();
     test_fully_masked_rows();
     test_poisoned_padding();
     test_extreme_logits();

@@ -332,9 +332,11 @@ static int key_allowed(const sattn_params *p, int64_t b, int64_t h, int64_t i, i
         return 0;
     if (p->causal == SATTN_CAUSAL_BOTTOM_RIGHT && j > d)
         return 0;
-    if (p->window_left > 0 && j < d - p->window_left)
+    /* j < d - left and j > d + right, written so that any int64 bound is exact:
+       d - j and j - d are differences of sequence positions and cannot overflow */
+    if (p->window_left > 0 && d - j > p->window_left)
         return 0;
-    if (p->window_right > 0 && j > d + p->window_right)
+    if (p->window_right > 0 && j - d > p->window_right)
         return 0;
     if (p->mask) {
         const int64_t *ms = p->mask_stride;
