@@ -324,7 +324,11 @@ SATTN_API sattn_status sattn_kvcache_attend(const sattn_kvcache *cache, const sa
    their K and V go into the cache (made with the layer's num_kv_heads and head_dim),
    their queries attend to every cached token, and y (batch, n, embed_dim) is written.
    opts may set scale, softcap and alibi_slopes (as in sattn_mha_forward), or be NULL.
-   Decoding a sequence token by token gives the outputs of one causal forward. */
+   Decoding a sequence token by token gives the outputs of one causal forward.
+   Every argument is checked before the cache changes: a refused step appends nothing.
+   If memory runs out after the append, the step's tokens are taken out again (with a
+   window that the append slid, the cache then keeps what the next step needs, but
+   sattn_kvcache_attend refuses until the next append). */
 SATTN_API sattn_status sattn_mha_decode(sattn_mha *layer, sattn_kvcache *cache, const sattn_params *opts,
                                         int64_t batch, int64_t n, const void *x, void *y);
 

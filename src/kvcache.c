@@ -288,30 +288,38 @@ static void store_tokens(const sattn_kvcache *c, void *dst, int64_t dim, const f
     }
 }
 
+/* The append's checks of n against the cache's bounds; *after = the rows stored once
+   the n tokens are in (an append that does not fit keeps only the window's last
+   W - 1 tokens). */
+static sattn_status check_append_n(const sattn_kvcache *c, int64_t n, int64_t *after)
+{
+    if (n < 1 || n > SATTN__MAX_EXTENT)
+        return sattn__fail("n must be in [1, %lld] (got %lld)", (long long)SATTN__MAX_EXTENT, (long long)n);
+    if (c->max_tokens > 0 && n > c->max_tokens - c->length)
+        return sattn__fail("max_tokens is %lld: the cache has %lld tokens and cannot take %lld more",
+                           (long long)c->max_tokens, (long long)c->length, (long long)n);
+    int64_t keep = c->stored;
+    if (c->stored + n > c->capacity && c->window > 0 && keep > c->window - 1) keep = c->window - 1;
+    if (keep + n > SATTN__MAX_EXTENT)
+        return sattn__fail("n: %lld more tokens would make %lld to attend to, over %lld",
+                           (long long)n, (long long)(keep + n), (long long)SATTN__MAX_EXTENT);
+    *after = keep + n;
+    return SATTN_OK;
+}
+
 sattn_status sattn_kvcache_append(sattn_kvcache *cache, int64_t n, const float *k,
                                   const int64_t k_stride[3], const float *v, const int64_t v_stride[3])
 {
     sattn_kvcache *c = cache;
     if (c == NULL) return sattn__fail("cache is NULL");
-    if (n < 1 || n > SATTN__MAX_EXTENT)
-        return sattn__fail("n must be in [1, %lld] (got %lld)", (long long)SATTN__MAX_EXTENT, (long long)n);
+    int64_t after = 0;
+    TRY(check_append_n(c, n, &after));
     if (k == NULL) return sattn__fail("k is NULL");
     if (v == NULL) return sattn__fail("v is NULL");
     int64_t ks[3], vs[3];
     TRY(sattn__resolve_strides("k_stride", k_stride, ks, n, c->heads_kv, c->head_dim));
     TRY(sattn__resolve_strides("v_stride", v_stride, vs, n, c->heads_kv, c->head_dim_v));
-    if (c->max_tokens > 0 && n > c->max_tokens - c->length)
-        return sattn__fail("max_tokens is %lld: the cache has %lld tokens and cannot take %lld more",
-                           (long long)c->max_tokens, (long long)c->length, (long long)n);
-
-    if (c->stored + n > c->capacity) {
-        int64_t keep = c->stored;
-        if (c->window > 0 && keep > c->window - 1) keep = c->window - 1;
-        if (keep + n > SATTN__MAX_EXTENT)
-            return sattn__fail("n: %lld more tokens would make %lld to attend to, over %lld",
-                               (long long)n, (long long)(keep + n), (long long)SATTN__MAX_EXTENT);
-        TRY(make_room(c, keep, n));
-    }
+    if (c->stored + n > c->capacity) TRY(make_room(c, after - n, n));
     store_tokens(c, c->k, c->head_dim, k, ks, c->stored, n);
     store_tokens(c, c->v, c->head_dim_v, v, vs, c->stored, n);
     c->stored += n;
@@ -367,7 +375,8 @@ static sattn_status check_zero_fields(const sattn_params *p)
     return SATTN_OK;
 }
 
-static sattn_status check_attend(const sattn_kvcache *c, const sattn_params *p)
+/* Checks p against a cache holding `stored` rows, the last append of last_n tokens. */
+static sattn_status check_attend(const sattn_kvcache *c, const sattn_params *p, int64_t stored, int64_t last_n)
 {
     TRY(check_zero_fields(p));
     if (p->dtype != c->dtype)
@@ -383,9 +392,9 @@ static sattn_status check_attend(const sattn_kvcache *c, const sattn_params *p)
     if (p->heads_q < 1 || p->heads_q > SATTN__MAX_EXTENT || p->heads_q % c->heads_kv != 0)
         return sattn__fail("heads_q must be a positive multiple of the cache's heads_kv = %lld (got %lld)",
                            (long long)c->heads_kv, (long long)p->heads_q);
-    if (c->stored == 0)
+    if (stored == 0)
         return sattn__fail("seq_q: the cache is empty; append the tokens the queries stand for first");
-    const int64_t most = c->window > 0 ? c->last_n : c->stored;
+    const int64_t most = c->window > 0 ? last_n : stored;
     if (p->seq_q < 1 || p->seq_q > most)
         return sattn__fail("seq_q must be in [1, %lld], %s (got %lld)", (long long)most,
                            c->window > 0 ? "the tokens of the last append (sliding window)"
@@ -394,49 +403,87 @@ static sattn_status check_attend(const sattn_kvcache *c, const sattn_params *p)
     return SATTN_OK;
 }
 
-sattn_status sattn_kvcache_attend(const sattn_kvcache *cache, const sattn_params *p, const void *q,
-                                  void *out, float *lse)
+/* f = the forward over the `stored` cached rows that attend runs for p. */
+static void attend_params(const sattn_kvcache *c, const sattn_params *p, int64_t stored, sattn_params *f)
 {
-    const sattn_kvcache *c = cache;
-    if (c == NULL) return sattn__fail("cache is NULL");
-    if (p == NULL) return sattn__fail("params is NULL");
-    TRY(check_attend(c, p));
-
     const int64_t cap = c->capacity, d = c->head_dim, dv = c->head_dim_v;
-    sattn_params f;
-    memset(&f, 0, sizeof f);
-    f.batch = c->batch;
-    f.seq_q = p->seq_q;
-    f.seq_kv = c->stored;
-    f.heads_q = p->heads_q;
-    f.heads_kv = c->heads_kv;
-    f.head_dim = d;
-    f.head_dim_v = dv;
-    f.dtype = c->dtype;
+    memset(f, 0, sizeof *f);
+    f->batch = c->batch;
+    f->seq_q = p->seq_q;
+    f->seq_kv = stored;
+    f->heads_q = p->heads_q;
+    f->heads_kv = c->heads_kv;
+    f->head_dim = d;
+    f->head_dim_v = dv;
+    f->dtype = c->dtype;
     for (int a = 0; a < 3; a++) {
-        f.q_stride[a] = p->q_stride[a];
-        f.o_stride[a] = p->o_stride[a];
+        f->q_stride[a] = p->q_stride[a];
+        f->o_stride[a] = p->o_stride[a];
     }
     /* head-major (batch, heads_kv, capacity, dim): BHSD with capacity rows per head */
-    f.k_stride[0] = c->heads_kv * cap * d, f.k_stride[1] = d, f.k_stride[2] = cap * d;
-    f.v_stride[0] = c->heads_kv * cap * dv, f.v_stride[1] = dv, f.v_stride[2] = cap * dv;
-    f.scale = p->scale;
-    f.softcap = p->softcap;
-    f.alibi_slopes = p->alibi_slopes;
+    f->k_stride[0] = c->heads_kv * cap * d, f->k_stride[1] = d, f->k_stride[2] = cap * d;
+    f->v_stride[0] = c->heads_kv * cap * dv, f->v_stride[1] = dv, f->v_stride[2] = cap * dv;
+    f->scale = p->scale;
+    f->softcap = p->softcap;
+    f->alibi_slopes = p->alibi_slopes;
     /* The stored tokens are the newest ones, so bottom-right alignment puts query i on
        its own token d = i + stored - seq_q. */
-    f.causal = SATTN_CAUSAL_BOTTOM_RIGHT;
+    f->causal = SATTN_CAUSAL_BOTTOM_RIGHT;
     if (c->window > 1) {
-        f.window_left = c->window - 1; /* keys d - (W - 1) .. d */
+        f->window_left = c->window - 1; /* keys d - (W - 1) .. d */
     } else if (c->window == 1) {
         /* Only key d, which window_left cannot say (0 means unbounded). window_left = 1
            leaves keys d - 1 and d; a mask read at i + j + off over 1, 0, 1, 0, ... keeps
            the one where i + j + off is even: with off = (stored - seq_q) & 1 that is
            j = d, since i + d + off = 2i + (stored - seq_q) + off. Its largest index,
            seq_q + stored - 1, is below 2 * capacity. */
-        f.window_left = 1;
-        f.mask = c->diag + ((c->stored - p->seq_q) & 1);
-        f.mask_stride[2] = 1, f.mask_stride[3] = 1;
+        f->window_left = 1;
+        f->mask = c->diag + ((stored - p->seq_q) & 1);
+        f->mask_stride[2] = 1, f->mask_stride[3] = 1;
     }
+}
+
+sattn_status sattn_kvcache_attend(const sattn_kvcache *cache, const sattn_params *p, const void *q,
+                                  void *out, float *lse)
+{
+    const sattn_kvcache *c = cache;
+    if (c == NULL) return sattn__fail("cache is NULL");
+    if (p == NULL) return sattn__fail("params is NULL");
+    TRY(check_attend(c, p, c->stored, c->last_n));
+    sattn_params f;
+    attend_params(c, p, c->stored, &f);
     return sattn_forward(&f, q, c->k, c->v, out, lse);
+}
+
+/* ---- a whole step, checked first (sattn_mha_decode) ---- */
+
+sattn_status sattn__kvcache_check_step(const sattn_kvcache *c, const sattn_params *p, int64_t n)
+{
+    int64_t after = 0;
+    TRY(check_append_n(c, n, &after));
+    TRY(check_attend(c, p, after, n));
+    /* every rule of sattn_forward, on the call attend will make (the data pointers are
+       not read by the check: any non-NULL address stands for them) */
+    static const char any;
+    sattn_params f;
+    attend_params(c, p, after, &f);
+    sattn__problem prob;
+    return sattn__prepare(&prob, &f, SATTN__FORWARD, &any, &any, &any, &any, NULL, NULL, NULL, NULL, NULL);
+}
+
+void sattn__kvcache_mark(const sattn_kvcache *c, sattn__kv_mark *m)
+{
+    m->stored = c->stored, m->length = c->length, m->last_n = c->last_n, m->capacity = c->capacity;
+}
+
+void sattn__kvcache_rollback(sattn_kvcache *c, const sattn__kv_mark *m, int64_t n)
+{
+    c->length = m->length;
+    if (c->stored == m->stored + n) { /* the tokens went after the old ones: exact */
+        c->stored = m->stored, c->last_n = m->last_n;
+        return;
+    }
+    /* The append slid the window: only the W - 1 newest old tokens are left, all that the
+       next step reads; no query of the old last append has its whole window any more. */
+    c->stored -= n, c->last_n = 0;
 }

@@ -444,6 +444,15 @@ sattn_status sattn_mha_decode(sattn_mha *m, sattn_kvcache *cache, const sattn_pa
 
     const int64_t T = batch * n;
     const size_t es = (size_t)sattn__dtype_size(ci.dtype);
+    const int64_t st3[3] = {n * m->C, m->C, m->D};
+    sattn_params p;
+    memset(&p, 0, sizeof p);
+    p.seq_q = n, p.heads_q = m->H, p.dtype = ci.dtype;
+    p.scale = opts->scale, p.softcap = opts->softcap, p.alibi_slopes = opts->alibi_slopes;
+    if (ci.dtype == SATTN_F32) memcpy(p.q_stride, st3, sizeof st3); /* q read in place in QKV */
+    /* everything the append and the attention would refuse, refused before the append */
+    if ((st = sattn__kvcache_check_step(cache, &p, n)) != SATTN_OK) return st;
+
     /* tmp: X or Y f32 (T E), QKV (T C), O f32 (T HD), and q / out in the cache's dtype (T HD each) */
     const size_t TE = (size_t)(T * m->E), TC = (size_t)(T * m->C), THD = (size_t)(T * m->HD);
     const size_t h16 = ci.dtype == SATTN_F32 ? 0 : (2 * THD * es + sizeof(float) - 1) / sizeof(float);
@@ -458,29 +467,30 @@ sattn_status sattn_mha_decode(sattn_mha *m, sattn_kvcache *cache, const sattn_pa
         xin = xf;
     }
     if ((st = in_projection(m, qkv, xin, T)) != SATTN_OK) return st;
-    const int64_t st3[3] = {n * m->C, m->C, m->D};
+    sattn__kv_mark mark;
+    sattn__kvcache_mark(cache, &mark);
     if ((st = sattn_kvcache_append(cache, n, qkv + m->HD, st3, qkv + m->HD + m->Hkv * m->D, st3)) != SATTN_OK)
         return st;
 
-    sattn_params p;
-    memset(&p, 0, sizeof p);
-    p.seq_q = n, p.heads_q = m->H, p.dtype = ci.dtype;
-    p.scale = opts->scale, p.softcap = opts->softcap, p.alibi_slopes = opts->alibi_slopes;
     const void *q = qkv;
     void *out = of;
-    if (ci.dtype == SATTN_F32) {
-        memcpy(p.q_stride, st3, sizeof st3);
-    } else { /* q and out in the cache's dtype, packed */
+    if (ci.dtype != SATTN_F32) { /* q and out in the cache's dtype, packed */
         q = qh, out = oh;
         SATTN__OMP(omp parallel for schedule(static) num_threads(sattn__threads()))
         for (int64_t t = 0; t < T; t++)
             sattn__store_rows((char *)qh + (size_t)(t * m->HD) * es, m->HD, qkv + t * m->C, (int)m->HD, 1,
                               (int)m->HD, ci.dtype, 1.0f);
     }
-    if ((st = sattn_kvcache_attend(cache, &p, q, out, NULL)) != SATTN_OK) return st;
+    if ((st = sattn_kvcache_attend(cache, &p, q, out, NULL)) != SATTN_OK) {
+        sattn__kvcache_rollback(cache, &mark, n); /* out of memory: the step did not happen */
+        return st;
+    }
     if (ci.dtype != SATTN_F32) load_matrix(of, oh, T, m->HD, ci.dtype);
     float *yf = m->dtype == SATTN_F32 ? (float *)y : xf;
-    if ((st = out_projection(m, yf, of, T)) != SATTN_OK) return st;
+    if ((st = out_projection(m, yf, of, T)) != SATTN_OK) {
+        sattn__kvcache_rollback(cache, &mark, n);
+        return st;
+    }
     if (m->dtype != SATTN_F32) store_matrix(y, yf, T, m->E, m->dtype);
     return SATTN_OK;
 }

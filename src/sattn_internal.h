@@ -216,4 +216,16 @@ static inline const char *sattn__at(const void *base, int64_t elem, size_t elem_
     return (const char *)base + elem * (int64_t)elem_size;
 }
 
+/* ---- the KV cache's step, for sattn_mha_decode (kvcache.c) ---- */
+
+/* Every check that appending n tokens and then sattn_kvcache_attend(c, p, ...) would
+   make, without changing the cache: a decode step is refused before it appends. */
+sattn_status sattn__kvcache_check_step(const sattn_kvcache *c, const sattn_params *p, int64_t n);
+/* The counters of a cache before an append, and the undo of that append of n tokens
+   (after a failure later in the step: out of memory). Exact unless the append slid a
+   window; then the next append still sees every token it needs. */
+typedef struct { int64_t stored, length, last_n, capacity; } sattn__kv_mark;
+void sattn__kvcache_mark(const sattn_kvcache *c, sattn__kv_mark *m);
+void sattn__kvcache_rollback(sattn_kvcache *c, const sattn__kv_mark *m, int64_t n);
+
 #endif /* SATTN_INTERNAL_H */

@@ -528,6 +528,68 @@ static void test_decode(sattn_dtype cache_dt, int chunk)
     sattn_mha_free(m);
 }
 
+/* ---- a refused decode step leaves the cache as it was ---- */
+
+/* Two caches take the same steps; one also gets each bad call, which must be refused
+   without appending: the next good step then gives the same bits from both, and the
+   same lengths. Window 0 and 3 (the append that slides the window), all dtypes. */
+static void test_decode_refused(void)
+{
+    const int64_t B = 2, E = 32, H = 8;
+    sattn_mha_config cfg = {E, H, 2, 0, 1, SATTN_F32};
+    sattn_mha *m = NULL;
+    if (!tu_check(sattn_mha_create(&m, &cfg) == SATTN_OK, "refused: create")) return;
+    tu_rng r;
+    tu_seed(&r, 12);
+    int64_t np;
+    float *param = sattn_mha_param(m, NULL, &np);
+    for (int64_t i = 0; i < np; i++) param[i] = (float)tu_unif(&r, -0.4, 0.4);
+    float x[2 * 3 * 32], ya[2 * 3 * 32], yb[2 * 3 * 32];
+    float bad_slopes[8] = {0.1f, 0.2f, NAN, 0.1f, 0.1f, 0.1f, 0.1f, 0.1f};
+    for (int dt = 0; dt < 3; dt++)
+        for (int w = 0; w <= 3; w += 3) {
+            sattn_kvcache_config kc;
+            memset(&kc, 0, sizeof kc);
+            kc.batch = B, kc.heads_kv = 2, kc.head_dim = 4, kc.dtype = (sattn_dtype)dt, kc.capacity = 4;
+            kc.window = w, kc.max_tokens = w ? 0 : 12;
+            sattn_kvcache *a = NULL, *b = NULL;
+            sattn_kvcache_create(&a, &kc), sattn_kvcache_create(&b, &kc);
+            int fails = 0;
+            for (int step = 0; step < 6; step++) {
+                const int64_t n = 1 + step % 3; /* 1, 2, 3, ...: windows slide, buffers grow */
+                for (int64_t i = 0; i < B * n * E; i++) x[i] = (float)tu_unif(&r, -1, 1);
+                sattn_params o;
+                for (int bad = 0; bad < 6; bad++) {
+                    memset(&o, 0, sizeof o);
+                    int64_t nn = n;
+                    switch (bad) {
+                    case 0: o.scale = NAN; break;
+                    case 1: o.scale = INFINITY; break;
+                    case 2: o.softcap = -1.0f; break;
+                    case 3: o.alibi_slopes = bad_slopes; break;
+                    case 4: o.softcap = NAN; break;
+                    case 5: nn = w ? 0 : 13; break; /* n < 1; past max_tokens */
+                    }
+                    int64_t len = sattn_kvcache_length(b);
+                    sattn_status st = sattn_mha_decode(m, b, &o, B, nn, x, yb);
+                    fails += !tu_check(st == SATTN_ERR_INVALID && sattn_kvcache_length(b) == len,
+                                       "refused (dtype %d, window %d, step %d, bad %d): status %d, length %lld -> %lld",
+                                       dt, w, step, bad, (int)st, (long long)len, (long long)sattn_kvcache_length(b));
+                }
+                memset(&o, 0, sizeof o);
+                sattn_status sa = sattn_mha_decode(m, a, &o, B, n, x, ya);
+                sattn_status sb = sattn_mha_decode(m, b, &o, B, n, x, yb);
+                fails += !tu_check(sa == SATTN_OK && sb == SATTN_OK && memcmp(ya, yb, sizeof(float) * (size_t)(B * n * E)) == 0 &&
+                                       sattn_kvcache_length(a) == sattn_kvcache_length(b),
+                                   "refused (dtype %d, window %d, step %d): the next step differs from a cache that "
+                                   "never saw the refused calls", dt, w, step);
+                if (fails) break;
+            }
+            sattn_kvcache_free(a), sattn_kvcache_free(b);
+        }
+    sattn_mha_free(m);
+}
+
 /* ---- thread count never changes a bit ---- */
 
 static void test_threads(void)
@@ -640,6 +702,7 @@ int main(void)
     test_decode(SATTN_F32, 5);
     test_decode(SATTN_F16, 1);
     test_decode(SATTN_BF16, 3);
+    test_decode_refused();
     test_threads();
     test_errors();
     return tu_summary("mha");
