@@ -7,6 +7,12 @@
 #include "philox.h"
 #include "sattn_internal.h"
 
+#define TRY(x)                                  \
+    do {                                        \
+        sattn_status st_ = (x);                 \
+        if (st_ != SATTN_OK) return st_;        \
+    } while (0)
+
 static sattn_status check_size(const char *name, int64_t value, int64_t min)
 {
     if (value < min || value > SATTN__MAX_EXTENT)
@@ -20,9 +26,14 @@ sattn_status sattn__resolve_strides(const char *name, const int64_t in[3], int64
 {
     static const char *axis[3] = {"batch", "seq", "head"};
     if (in == NULL || (in[0] == 0 && in[1] == 0 && in[2] == 0)) {
+        int64_t hd, shd;
+        if (!sattn__mul_ok(heads, dim, &hd) || !sattn__mul_ok(seq, hd, &shd))
+            return sattn__fail("%s: a packed (batch, %lld, %lld, %lld) tensor has more elements per "
+                               "sequence than an int64 counts", name, (long long)seq, (long long)heads,
+                               (long long)dim);
         out[2] = dim;
-        out[1] = heads * dim;
-        out[0] = seq * heads * dim;
+        out[1] = hd;
+        out[0] = shd;
         return SATTN_OK;
     }
     for (int a = 0; a < 3; a++) {
@@ -34,12 +45,36 @@ sattn_status sattn__resolve_strides(const char *name, const int64_t in[3], int64
     return SATTN_OK;
 }
 
+/* The last element offset of a tensor of extents ext[] along strides st[] (innermost
+   extent dim with stride 1) must be an int64: every offset the kernels form is then
+   exact. On overflow the message names the tensor. */
+static sattn_status check_span(const char *name, const char *tensor, const int64_t *st, const int64_t *ext,
+                               int naxes, int64_t dim, int64_t *span)
+{
+    int64_t last = dim > 0 ? dim - 1 : 0, t;
+    for (int a = 0; a < naxes; a++) {
+        if (ext[a] == 0) { /* no elements */
+            *span = 0;
+            return SATTN_OK;
+        }
+        if (!sattn__mul_ok(st[a], ext[a] - 1, &t) || !sattn__add_ok(last, t, &last))
+            return sattn__fail("%s: the strides place elements of %s past what an int64 offset "
+                               "counts (axis %d: stride %lld, extent %lld)",
+                               name, tensor, a, (long long)st[a], (long long)ext[a]);
+    }
+    *span = last;
+    return SATTN_OK;
+}
+
 /* A tensor that is written must not overlap itself: sorted by stride, each axis of
-   extent > 1 must step past everything the inner axes span. */
+   extent > 1 must step past everything the inner axes span. (check_span has bounded
+   every product below.) */
 static sattn_status check_no_overlap(const char *name, const char *tensor, const int64_t st[3],
                                      const int64_t ext[3], int64_t dim)
 {
     static const char *axis[3] = {"batch", "seq", "head"};
+    int64_t total;
+    TRY(check_span(name, tensor, st, ext, 3, dim, &total));
     for (int a = 0; a < 3; a++)
         if (ext[a] == 0) return SATTN_OK; /* no elements, nothing to overlap */
     int64_t s[4], e[4];
@@ -64,7 +99,7 @@ static sattn_status check_no_overlap(const char *name, const char *tensor, const
             return sattn__fail("%s lays out %s so that it overlaps itself: a stride of %lld "
                                "does not step past the %lld elements the inner axes span",
                                name, tensor, (long long)s[x], (long long)(span + 1));
-        span += s[x] * (e[x] - 1);
+        span += s[x] * (e[x] - 1); /* <= total: no overflow */
     }
     return SATTN_OK;
 }
@@ -104,12 +139,6 @@ static sattn_status check_strides4(const char *name, const int64_t st[4])
             return sattn__fail("%s[%d] must be >= 0 (got %lld)", name, a, (long long)st[a]);
     return SATTN_OK;
 }
-
-#define TRY(x)                                  \
-    do {                                        \
-        sattn_status st_ = (x);                 \
-        if (st_ != SATTN_OK) return st_;        \
-    } while (0)
 
 #define NEED(ptr, cond, what)                                                           \
     do {                                                                                \
@@ -180,6 +209,10 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     int64_t rows_kv = p->cu_seqlens_kv ? p->cu_seqlens_kv[p->batch] : p->seq_kv;
     int64_t ext_q[3] = {p->cu_seqlens_q ? 1 : p->batch, rows_q, p->heads_q};
     int64_t ext_kv[3] = {p->cu_seqlens_kv ? 1 : p->batch, rows_kv, heads_kv};
+    int64_t span;
+    TRY(check_span("q_stride", "q", qs, ext_q, 3, p->head_dim, &span));
+    TRY(check_span("k_stride", "k", ks, ext_kv, 3, p->head_dim, &span));
+    TRY(check_span("v_stride", "v", vs, ext_kv, 3, dv_dim, &span));
     if (which != SATTN__WEIGHTS) TRY(check_no_overlap("o_stride", "out", os, ext_q, dv_dim));
     if (which == SATTN__BACKWARD) {
         TRY(check_no_overlap("q_stride", "dq", qs, ext_q, p->head_dim));
@@ -188,8 +221,15 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     }
 
     /* ---- optional score terms ---- */
-    if (p->bias) TRY(check_strides4("bias_stride", p->bias_stride));
-    if (p->mask) TRY(check_strides4("mask_stride", p->mask_stride));
+    const int64_t ext4[4] = {p->batch, p->heads_q, p->seq_q, p->seq_kv};
+    if (p->bias) {
+        TRY(check_strides4("bias_stride", p->bias_stride));
+        TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1, &span));
+    }
+    if (p->mask) {
+        TRY(check_strides4("mask_stride", p->mask_stride));
+        TRY(check_span("mask_stride", "mask", p->mask_stride, ext4, 4, 1, &span));
+    }
     if (p->alibi_slopes)
         for (int64_t h = 0; h < p->heads_q; h++)
             if (!isfinite(p->alibi_slopes[h]))

@@ -64,23 +64,28 @@ sattn_status sattn_mha_create(sattn_mha **layer, const sattn_mha_config *cfg)
         return sattn__fail("head_dim must be in [1, %d] (got %lld)", SATTN__MAX_HEAD_DIM, (long long)d);
     if (cfg->dtype != SATTN_F32 && cfg->dtype != SATTN_F16 && cfg->dtype != SATTN_BF16)
         return sattn__fail("dtype %d is not a sattn_dtype", (int)cfg->dtype);
-    const int64_t lim = (int64_t)1 << 40; /* keeps every product below in int64 */
-    if (cfg->embed_dim > lim / 4 || cfg->num_heads * d > lim / 4)
-        return sattn__fail("embed_dim or num_heads * head_dim is too large");
+    /* heads as the kernel takes them; then every size product is checked */
+    if (cfg->num_heads > SATTN__MAX_EXTENT)
+        return sattn__fail("num_heads must be <= %lld (got %lld)", (long long)SATTN__MAX_EXTENT,
+                           (long long)cfg->num_heads);
+    int64_t HD, KD, C, CE, EHD, n;
+    if (!sattn__mul_ok(cfg->num_heads, d, &HD) || !sattn__mul_ok(hkv, 2 * d, &KD) || !sattn__add_ok(HD, KD, &C) ||
+        !sattn__mul_ok(C, cfg->embed_dim, &CE) || !sattn__mul_ok(cfg->embed_dim, HD, &EHD) ||
+        !sattn__add_ok(CE, EHD, &n) || !sattn__add_ok(n, C + cfg->embed_dim, &n) ||
+        (uint64_t)n > SIZE_MAX / sizeof(float) / 2)
+        return sattn__fail("embed_dim = %lld, num_heads = %lld, num_kv_heads = %lld, head_dim = %lld: the "
+                           "parameters would number more than memory can address",
+                           (long long)cfg->embed_dim, (long long)cfg->num_heads, (long long)hkv, (long long)d);
 
     sattn_mha *m = calloc(1, sizeof *m);
     if (!m) return sattn__fail_nomem(sizeof *m);
     m->E = cfg->embed_dim, m->H = cfg->num_heads, m->Hkv = hkv, m->D = d;
-    m->HD = m->H * d, m->C = m->HD + 2 * hkv * d;
+    m->HD = HD, m->C = C;
     m->bias = cfg->bias != 0, m->dtype = cfg->dtype;
     m->off_b_qkv = m->C * m->E;
     m->off_w_out = m->off_b_qkv + (m->bias ? m->C : 0);
     m->off_b_out = m->off_w_out + m->E * m->HD;
     m->nparam = m->off_b_out + (m->bias ? m->E : 0);
-    if ((uint64_t)m->nparam > SIZE_MAX / sizeof(float) / 2) {
-        free(m);
-        return sattn__fail_nomem(SIZE_MAX);
-    }
     size_t bytes = (size_t)m->nparam * sizeof(float);
     m->param = calloc(2 * (size_t)m->nparam, sizeof(float));
     if (!m->param) {

@@ -34,6 +34,30 @@
 /* A window side this wide spans every key of every row: |d| <= 2 * SATTN__MAX_EXTENT. */
 #define SATTN__WINDOW_MAX ((int64_t)4 * SATTN__MAX_EXTENT)
 
+/* ---- overflow-checked sizes ---- */
+
+/* *r = a * b and a + b; 0 if the result does not fit in int64 (then *r is unspecified). */
+static inline int sattn__mul_ok(int64_t a, int64_t b, int64_t *r)
+{
+#if defined(__GNUC__)
+    return !__builtin_mul_overflow(a, b, r);
+#else
+    if (a != 0 && (b > INT64_MAX / (a < 0 ? -a : a) || b < -(INT64_MAX / (a < 0 ? -a : a)))) return 0;
+    *r = a * b;
+    return 1;
+#endif
+}
+static inline int sattn__add_ok(int64_t a, int64_t b, int64_t *r)
+{
+#if defined(__GNUC__)
+    return !__builtin_add_overflow(a, b, r);
+#else
+    if ((b > 0 && a > INT64_MAX - b) || (b < 0 && a < INT64_MIN - b)) return 0;
+    *r = a + b;
+    return 1;
+#endif
+}
+
 /* ---- errors (sattn.c) ---- */
 
 /* Records a printf-style message for sattn_last_error() and returns SATTN_ERR_INVALID. */

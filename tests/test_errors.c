@@ -134,6 +134,12 @@ static const bad_case table[] = {
     {"q_stride head stride 0 in the backward (dq overlaps)", BWD, "q_stride|dq"},
     {"k_stride batch stride 0 in the backward (dk overlaps)", BWD, "k_stride|dk"},
     {"v_stride seq stride < head_dim_v in the backward (dv overlaps)", BWD, "v_stride|dv"},
+    {"packed q of more than INT64_MAX elements per sequence", BOTH, "q_stride"},
+    {"k_stride seq stride past int64 offsets", BOTH, "k_stride"},
+    {"o_stride batch stride past int64 offsets", BOTH, "o_stride"},
+    {"o_stride head stride INT64_MAX", BOTH, "o_stride"},
+    {"bias_stride past int64 offsets", BOTH, "bias_stride"},
+    {"mask_stride past int64 offsets", BOTH, "mask_stride"},
     {"lse NULL in the backward", BWD, "lse"},
     {"out NULL in the backward", BWD, "out"},
     {"dout NULL", BWD, "dout"},
@@ -221,6 +227,21 @@ static void apply(int t, setup *s)
         p->k_stride[0] = 0, p->k_stride[1] = HKV * D, p->k_stride[2] = D;
     } else if (IS("v_stride seq stride < head_dim_v in the backward (dv overlaps)")) {
         p->v_stride[0] = SKV * HKV * D, p->v_stride[1] = 3, p->v_stride[2] = SKV * D;
+    } else if (IS("packed q of more than INT64_MAX elements per sequence")) {
+        /* 2^31 - 1 rows x 2^30 heads x 4096 dims: the packed strides overflow int64 */
+        p->batch = 1, p->seq_q = INT32_MAX, p->heads_q = 1 << 30, p->heads_kv = 1, p->head_dim = 4096;
+        p->head_dim_v = 0, p->seq_kv = SKV;
+    } else if (IS("k_stride seq stride past int64 offsets")) {
+        p->k_stride[0] = 0, p->k_stride[1] = INT64_MAX / 3, p->k_stride[2] = D;
+    } else if (IS("o_stride batch stride past int64 offsets")) {
+        p->o_stride[0] = INT64_MAX - 4, p->o_stride[1] = HQ * D, p->o_stride[2] = D;
+    } else if (IS("o_stride head stride INT64_MAX")) {
+        p->o_stride[0] = SQ * HQ * D, p->o_stride[1] = HQ * D, p->o_stride[2] = INT64_MAX;
+    } else if (IS("bias_stride past int64 offsets")) {
+        p->bias = s->q, p->bias_stride[2] = INT64_MAX / 3;
+    } else if (IS("mask_stride past int64 offsets")) {
+        static const uint8_t ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        p->mask = ones, p->mask_stride[3] = INT64_MAX / 4;
     } else if (IS("lse NULL in the backward")) s->plse = NULL;
     else if (IS("out NULL in the backward")) s->pout = NULL;
     else if (IS("dout NULL")) s->pdout = NULL;

@@ -643,6 +643,21 @@ static void test_errors(void)
                      strstr(sattn_last_error(), words[i]),
                  "errors: config %zu: %s", i, sattn_last_error());
     }
+    /* sizes whose products overflow int64 (2^52 heads of 4096 made a layer of 0 parameters) */
+    sattn_mha_config huge[] = {
+        {8, (int64_t)1 << 52, 0, 4096, 0, SATTN_F32},
+        {(int64_t)1 << 40, (int64_t)1 << 20, 1, 4096, 0, SATTN_F32},
+        {(int64_t)1 << 62, 1, 0, 1, 1, SATTN_F32},
+        {INT64_MAX, 1, 0, 1, 0, SATTN_F32},
+        {(int64_t)1 << 31, (int64_t)1 << 30, (int64_t)1 << 30, 4096, 1, SATTN_F32},
+    };
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        m = (sattn_mha *)&m;
+        sattn_status st = sattn_mha_create(&m, &huge[i]);
+        tu_check(st != SATTN_OK && m == NULL, "errors: huge config %zu: status %d, layer %p: %s", i, (int)st,
+                 (void *)m, sattn_last_error());
+        if (st == SATTN_OK) sattn_mha_free(m);
+    }
     tu_check(sattn_mha_create(NULL, &bad[0]) == SATTN_ERR_INVALID, "errors: NULL layer pointer");
     tu_check(sattn_mha_create(&m, NULL) == SATTN_ERR_INVALID, "errors: NULL config");
     sattn_mha_free(NULL);
