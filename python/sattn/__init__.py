@@ -15,14 +15,16 @@ Errors raise sattn.Error, a ValueError carrying the C library's message.
 from ._arrays import bfloat16, copies_made
 from ._lib import Error, OutOfMemoryError, library_path
 from ._lib import lib as _clib
-from .functional import (attention, attention_backward, attention_weights,
-                         scaled_dot_product_attention, scaled_dot_product_attention_backward)
+from .functional import (attention, attention_backward, attention_weights, last_seed,
+                         manual_seed, scaled_dot_product_attention,
+                         scaled_dot_product_attention_backward)
 from .kvcache import KVCache
 from .layer import MultiheadAttention
 
 __all__ = ["attention", "attention_backward", "attention_weights", "scaled_dot_product_attention",
            "scaled_dot_product_attention_backward", "MultiheadAttention", "KVCache", "Error",
            "OutOfMemoryError", "bfloat16", "copies_made", "set_num_threads", "get_num_threads",
+           "manual_seed", "last_seed",
            "version", "isa", "gemm_backend", "library_path"]
 
 __version__ = _clib.sattn_version().decode()
@@ -30,7 +32,10 @@ __version__ = _clib.sattn_version().decode()
 
 def set_num_threads(n):
     """Threads used by later calls; 0 (or negative) = every core. Results do not depend on it."""
-    _clib.sattn_set_num_threads(int(n))
+    n = int(n)
+    if not -2**31 <= n < 2**31:
+        raise Error(f"n must fit a C int, [-2**31, 2**31) (got {n})")
+    _clib.sattn_set_num_threads(n)
 
 
 def get_num_threads():

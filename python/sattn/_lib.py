@@ -7,6 +7,7 @@ spends per call do not matter.
 """
 import ctypes
 import glob
+import math
 import os
 from ctypes import POINTER, c_char_p, c_float, c_int, c_int64, c_uint64, c_void_p
 
@@ -22,9 +23,58 @@ CAUSAL_NONE, CAUSAL_TOP_LEFT, CAUSAL_BOTTOM_RIGHT = 0, 1, 2
 _enum = c_int  # a C enum whose values fit an int is an int (gcc, clang, MSVC)
 
 
+# ---- errors ----
+
+class Error(ValueError):
+    """A call into libsattn failed; the message is sattn_last_error()'s.
+
+    status is the sattn_status (-1 invalid argument, -2 out of memory, -3 unsupported).
+    """
+
+    def __init__(self, message, status=ERR_INVALID):
+        super().__init__(message)
+        self.status = status
+
+
+class OutOfMemoryError(Error, MemoryError):
+    """SATTN_ERR_NOMEM: scratch memory could not be allocated (nothing was written)."""
+
+
 # ---- structs, field for field as in sattn.h ----
 
-class Params(ctypes.Structure):
+# ctypes stores an int or float field by truncating it silently (2**64 + 3 becomes 3,
+# 1e-50 becomes 0.0, 1e39 becomes inf): every field is range-checked instead.
+_INT_RANGE = {c_int64: (-2**63, 2**63 - 1), c_uint64: (0, 2**64 - 1), c_int: (-2**31, 2**31 - 1)}
+_F32_MAX = 3.4028234663852886e38
+_F32_TINY = 2.0 ** -150  # below this in magnitude a float rounds to 0 in float32
+
+
+class _Checked(ctypes.Structure):
+    """A ctypes.Structure whose int and float fields refuse values they cannot hold."""
+
+    def __setattr__(self, name, value):
+        t = self._types.get(name)
+        if t in _INT_RANGE:
+            lo, hi = _INT_RANGE[t]
+            if not isinstance(value, int) or isinstance(value, bool):
+                value = int(value)
+            if not lo <= value <= hi:
+                raise Error(f"{name} must be in [{lo}, {hi}], the range of the C field (got {value})")
+        elif t is c_float:
+            value = float(value)
+            if math.isfinite(value) and abs(value) > _F32_MAX:
+                raise Error(f"{name} = {value!r} is beyond float32 (|{name}| <= {_F32_MAX:.8g})")
+            if value != 0 and abs(value) <= _F32_TINY:
+                raise Error(f"{name} = {value!r} would round to 0 in float32, which means something "
+                            f"else here: |{name}| must be 0 or above 2**-150 ({_F32_TINY:.3g})")
+        super().__setattr__(name, value)
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls._types = dict(cls._fields_)
+
+
+class Params(_Checked):
     """sattn_params. Every zero means "off" or "default", as in C."""
     _fields_ = [
         # shape
@@ -54,13 +104,13 @@ class Params(ctypes.Structure):
     ]
 
 
-class MhaConfig(ctypes.Structure):
+class MhaConfig(_Checked):
     """sattn_mha_config."""
     _fields_ = [("embed_dim", c_int64), ("num_heads", c_int64), ("num_kv_heads", c_int64),
                 ("head_dim", c_int64), ("bias", c_int), ("dtype", _enum)]
 
 
-class KVCacheConfig(ctypes.Structure):
+class KVCacheConfig(_Checked):
     """sattn_kvcache_config."""
     _fields_ = [("batch", c_int64), ("heads_kv", c_int64), ("head_dim", c_int64),
                 ("head_dim_v", c_int64), ("dtype", _enum), ("capacity", c_int64),
@@ -124,23 +174,6 @@ _prototypes = {
 for _name, (_res, _args) in _prototypes.items():
     _fn = getattr(lib, _name)
     _fn.restype, _fn.argtypes = _res, _args
-
-
-# ---- errors ----
-
-class Error(ValueError):
-    """A call into libsattn failed; the message is sattn_last_error()'s.
-
-    status is the sattn_status (-1 invalid argument, -2 out of memory, -3 unsupported).
-    """
-
-    def __init__(self, message, status=ERR_INVALID):
-        super().__init__(message)
-        self.status = status
-
-
-class OutOfMemoryError(Error, MemoryError):
-    """SATTN_ERR_NOMEM: scratch memory could not be allocated (nothing was written)."""
 
 
 def last_error():

@@ -2,6 +2,7 @@
 attention_weights) and PyTorch's scaled_dot_product_attention on top of it."""
 import ctypes
 import math
+import threading
 
 import numpy as np
 
@@ -9,7 +10,54 @@ from . import _arrays as A
 from . import _lib as L
 
 __all__ = ["attention", "attention_backward", "attention_weights",
-           "scaled_dot_product_attention", "scaled_dot_product_attention_backward"]
+           "scaled_dot_product_attention", "scaled_dot_product_attention_backward",
+           "manual_seed", "last_seed"]
+
+# ---- dropout seeds ----
+# A forward with dropout and no seed= draws a fresh one, as torch's generator would: the
+# same call twice gives two masks. manual_seed makes the draws repeatable; last_seed
+# gives the one the backward needs.
+_seed_lock = threading.Lock()
+_seed_rng = np.random.default_rng()
+_last = threading.local()
+
+
+def manual_seed(seed):
+    """Seeds the generator that draws dropout seeds (for forwards given no seed=)."""
+    global _seed_rng
+    with _seed_lock:
+        _seed_rng = np.random.default_rng(int(seed))
+
+
+def last_seed():
+    """The dropout seed of this thread's last forward with dropout_p > 0 (drawn or given),
+    to pass as seed= to its backward; None before any."""
+    return getattr(_last, "seed", None)
+
+
+def _fresh_seed():
+    with _seed_lock:
+        return int(_seed_rng.integers(0, 2**64, dtype=np.uint64))
+
+
+def _forward_seed(seed, dropout_p):
+    """The seed a forward uses: seed, or a fresh draw when it is None and dropout is on."""
+    if seed is None:
+        if not dropout_p:
+            return 0
+        seed = _fresh_seed()
+    if dropout_p:
+        _last.seed = int(seed)
+    return seed
+
+
+def _backward_seed(seed, dropout_p):
+    if seed is None:
+        if dropout_p:
+            raise ValueError("dropout in the backward needs the forward's seed: pass seed= "
+                             "(sattn.last_seed() gives the one the last forward drew)")
+        return 0
+    return seed
 
 # An explicit scale of 0 (uniform weights) cannot be passed as 0, which the contract
 # reads as "default"; the smallest positive float makes every score 0 to within 1e-38.
@@ -170,10 +218,7 @@ def _prepare(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=None
         p.alibi_slopes = c.pin(s)
     p.softcap = float(softcap)
     p.dropout_p = float(dropout_p)
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64) (got {seed})")
-    p.seed = seed
+    p.seed = int(seed)  # a field out of range raises Error with its bound
     return c
 
 
@@ -257,6 +302,8 @@ _DOC_OPTIONS = """
       dropout_p     probability of dropping each attention weight (kept ones scaled by
       seed          1/(1 - dropout_p)); the mask is Philox4x32-10 of (seed, b, h, i, j), the
                     rule in sattn.h, so the backward with the same seed reproduces it.
+                    None: a fresh seed per forward (sattn.last_seed() returns it; the
+                    backward with dropout must be given it).
       dtype         None: the arrays' dtype (float32, float16, or ml_dtypes.bfloat16; any
                     other is converted to float32). "float16" / "bfloat16" with uint16
                     arrays: raw bits.
@@ -271,7 +318,7 @@ _DOC_OPTIONS = """
 
 def attention(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=None,
               seqlens_kv=None, cu_seqlens_q=None, cu_seqlens_kv=None, bias=None, mask=None,
-              alibi_slopes=None, softcap=0.0, scale=None, dropout_p=0.0, seed=0,
+              alibi_slopes=None, softcap=0.0, scale=None, dropout_p=0.0, seed=None,
               return_lse=False, out=None, dtype=None):
     """out = softmax(scale * q kᵀ + masks) v per head: the whole C contract (sattn_forward).
 
@@ -283,7 +330,7 @@ def attention(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=Non
     c = _prepare(q, k, v, layout=layout, causal=causal, window=window, seqlens_q=seqlens_q,
                  seqlens_kv=seqlens_kv, cu_seqlens_q=cu_seqlens_q, cu_seqlens_kv=cu_seqlens_kv,
                  bias=bias, mask=mask, alibi_slopes=alibi_slopes, softcap=softcap, scale=scale,
-                 dropout_p=dropout_p, seed=seed, dtype=dtype)
+                 dropout_p=dropout_p, seed=_forward_seed(seed, dropout_p), dtype=dtype)
     o, lse = _forward(c, out, want_lse=return_lse)
     return (o, lse) if return_lse else o
 
@@ -301,6 +348,7 @@ def attention_backward(dout, q, k, v, out=None, lse=None, **options):
     with its input's strides: an input with gaps or broadcast axes is copied first.
     With GQA, dk and dv sum over the query heads that share a kv head.
     """
+    options["seed"] = _backward_seed(options.get("seed"), options.get("dropout_p", 0.0))
     return _backward(_prepare(q, k, v, dense=True, **options), dout, out, lse)
 
 
@@ -448,7 +496,7 @@ class _Sdpa:
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
-                                 is_causal=False, scale=None, enable_gqa=False, *, seed=0,
+                                 is_causal=False, scale=None, enable_gqa=False, *, seed=None,
                                  dtype=None):
     """torch.nn.functional.scaled_dot_product_attention over NumPy arrays.
 
@@ -463,20 +511,21 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     The leading dims broadcast as in PyTorch. is_causal is top-left causal (query i sees
     keys j <= i). scale None is 1/sqrt(E). Differences from PyTorch: a row with every key
     masked gives zeros (never NaN); dropout is the deterministic Philox rule of sattn.h
-    under seed (keyword), not torch's generator, so pass a new seed per step and the same
-    one to the backward; is_causal and attn_mask may be given together (both apply).
+    under seed (keyword): None draws a fresh one per call (sattn.manual_seed makes the
+    draws repeatable), and the backward needs the same one (sattn.last_seed()); is_causal
+    and attn_mask may be given together (both apply).
     Strided inputs are read in place (see sattn.attention); leading dims that one stride
     cannot walk are copied.
     """
-    s = _Sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed, dtype,
-              dense=False)
+    s = _Sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
+              _forward_seed(seed, dropout_p), dtype, dense=False)
     o, _ = _forward(s.c, want_lse=False)
     return s.shape_out(o)
 
 
 def scaled_dot_product_attention_backward(grad_output, query, key, value, attn_mask=None,
                                           dropout_p=0.0, is_causal=False, scale=None,
-                                          enable_gqa=False, *, seed=0, dtype=None):
+                                          enable_gqa=False, *, seed=None, dtype=None):
     """(grad_query, grad_key, grad_value) of scaled_dot_product_attention: the gradients of
     sum(output * grad_output), as torch.autograd gives them, each of its input's shape
     (summed over broadcast dims; with enable_gqa, over the query heads of a kv head).
@@ -485,8 +534,8 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value, attn_m
     Takes the forward's arguments (the same seed with dropout) and runs the forward again
     for its log-sum-exp. No gradient for a float attn_mask.
     """
-    s = _Sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed, dtype,
-              dense=True)
+    s = _Sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa,
+              _backward_seed(seed, dropout_p), dtype, dense=True)
     c = s.c
     g = A.as_storage(grad_output, c.npdt, c.code)
     want = s.torch_shape(c.out_shape)

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _arrays as A
 from . import _lib as L
-from .functional import _scale
+from .functional import _fresh_seed, _scale
 from .kvcache import KVCache
 
 __all__ = ["MultiheadAttention"]
@@ -28,7 +28,7 @@ class MultiheadAttention:
 
       MultiheadAttention(embed_dim, num_heads, *, bias=True, batch_first=True,
                          num_kv_heads=None, dropout=0.0, head_dim=None, dtype=np.float32,
-                         seed=0)
+                         seed=None)
 
     y = out_proj(attention(q_proj(x), k_proj(x), v_proj(x))) with num_heads query heads
     and num_kv_heads key/value heads (None: num_heads; 1: multi-query), each of head_dim
@@ -42,11 +42,12 @@ class MultiheadAttention:
     the parameters and the math are float32. dropout applies in training mode (the
     default, as in PyTorch: see train() and eval()), drawn with the Philox rule of
     sattn.h from the attribute seed, which advances by one each training forward (the
-    backward reuses the forward's).
+    backward reuses the forward's); seed=None starts it at a fresh draw (repeatable
+    after sattn.manual_seed).
     """
 
     def __init__(self, embed_dim, num_heads, *, bias=True, batch_first=True, num_kv_heads=None,
-                 dropout=0.0, head_dim=None, dtype=np.float32, seed=0):
+                 dropout=0.0, head_dim=None, dtype=np.float32, seed=None):
         code, npdt = A.storage([], dtype)
         cfg = L.MhaConfig(embed_dim=int(embed_dim), num_heads=int(num_heads),
                           num_kv_heads=int(num_kv_heads or 0), head_dim=int(head_dim or 0),
@@ -61,7 +62,8 @@ class MultiheadAttention:
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
         self.code, self.dtype = code, npdt
         self.training = True
-        self.seed = int(seed)
+        # None: a fresh start from sattn's seed generator, so two layers drop differently
+        self.seed = _fresh_seed() if seed is None else int(seed)
         self._saved = None
         self._reset_parameters()
 

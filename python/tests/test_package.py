@@ -219,3 +219,77 @@ def test_layer_parameter_views_share_memory():
     assert np.all(layer.state_dict()["out_proj.weight"] == 0.5)
     del layer  # the view keeps the layer's memory alive
     assert np.all(w == 0.5)
+
+
+# ---- values the C fields cannot hold are refused, never truncated ----
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"window": (2**64 + 3, None)}, r"window_left must be in \[.*9223372036854775807\]"),
+    ({"window": (None, 2**63)}, r"window_right must be in"),
+    ({"scale": 1e-46}, r"scale = 1e-46 would round to 0 in float32"),
+    ({"scale": -7e-46}, r"scale = -7e-46 would round to 0"),
+    ({"scale": 1e39}, r"scale = 1e\+39 is beyond float32"),
+    ({"softcap": 1e-50}, r"softcap = 1e-50 would round to 0"),
+    ({"seed": 2**64, "dropout_p": 0.1}, r"seed must be in \[0, 18446744073709551615\]"),
+    ({"seed": -1, "dropout_p": 0.1}, r"seed must be in"),
+])
+def test_out_of_range_values_raise_with_the_bound(kwargs, pattern):
+    q = np.ones((1, 4, 1, 8), np.float32)
+    with pytest.raises(sattn.Error, match=pattern):
+        sattn.attention(q, q, q, **kwargs)
+
+
+def test_values_at_the_edge_of_float32_are_kept():
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.standard_normal((1, 6, 2, 8)).astype(np.float32) for _ in range(3))
+    # a window of 2**63 - 1 is unbounded: the same as no window
+    a = sattn.attention(q, k, v, window=(2**63 - 1, 2**63 - 1))
+    assert np.array_equal(a, sattn.attention(q, k, v))
+    # the smallest scale float32 holds (2**-149) is taken as given: all weights equal
+    o = sattn.attention(q, k, v, scale=2.0**-149)
+    assert np.allclose(o, np.broadcast_to(v.mean(axis=1, keepdims=True), o.shape), atol=1e-6)
+    with pytest.raises(sattn.Error, match="fit a C int"):
+        sattn.set_num_threads(2**40)
+
+
+def test_kvcache_and_layer_configs_refuse_truncation():
+    with pytest.raises(sattn.Error, match="max_tokens must be in"):
+        sattn.KVCache(1, 1, 8, max_tokens=2**64 + 5)
+    with pytest.raises(sattn.Error, match="window must be in"):
+        sattn.KVCache(1, 1, 8, window=2**64 + 2)
+    with pytest.raises(sattn.Error, match="num_heads must be in"):
+        sattn.MultiheadAttention(8, 2**64 + 2)
+
+
+# ---- dropout without a seed: a fresh mask per call, and the seed for the backward ----
+
+def test_dropout_without_seed_draws_a_fresh_mask_each_call():
+    rng = np.random.default_rng(6)
+    q, k, v = (rng.standard_normal((1, 2, 16, 8)).astype(np.float32) for _ in range(3))
+    outs, seeds = [], []
+    for _ in range(3):
+        outs.append(sattn.scaled_dot_product_attention(q, k, v, dropout_p=0.5))
+        seeds.append(sattn.last_seed())
+    assert len(set(seeds)) == 3, seeds
+    assert not np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[1], outs[2])
+    # the seed drawn is the one used: given back, it gives the same output
+    again = sattn.scaled_dot_product_attention(q, k, v, dropout_p=0.5, seed=seeds[2])
+    assert np.array_equal(again, outs[2])
+    # the backward needs it, and says so
+    g = np.ones_like(outs[2])
+    with pytest.raises(ValueError, match="last_seed"):
+        sattn.scaled_dot_product_attention_backward(g, q, k, v, dropout_p=0.5)
+    dq, dk, dv = sattn.scaled_dot_product_attention_backward(g, q, k, v, dropout_p=0.5, seed=seeds[2])
+    dq2, _, _ = sattn.scaled_dot_product_attention_backward(g, q, k, v, dropout_p=0.5, seed=seeds[1])
+    assert not np.array_equal(dq, dq2)
+    # manual_seed makes the draws repeatable; without dropout nothing is drawn
+    sattn.manual_seed(7)
+    a = sattn.attention(q, k, v, dropout_p=0.3)
+    sa = sattn.last_seed()
+    sattn.attention(q, k, v)
+    assert sattn.last_seed() == sa
+    sattn.manual_seed(7)
+    assert np.array_equal(sattn.attention(q, k, v, dropout_p=0.3), a) and sattn.last_seed() == sa
+    # two layers made without a seed drop differently
+    l1, l2 = sattn.MultiheadAttention(16, 2, dropout=0.5), sattn.MultiheadAttention(16, 2, dropout=0.5)
+    assert l1.seed != l2.seed
