@@ -70,16 +70,32 @@ int cli_is_help(const char *arg);
 /* a * b (and a * b * c) into *out; -1 on overflow or a negative factor */
 int cli_mul(int64_t a, int64_t b, int64_t *out);
 
-/* ---- output files: written under a temporary name beside the target, then renamed,
-   so a failed run leaves nothing behind and a reader never sees half a file ---- */
+/* ---- output files ----
+   A path given for output is resolved before any work: symbolic links are followed to
+   the file they name. A regular file (or a name not yet taken) is written under a
+   temporary name beside it and renamed over it when complete, so a failed or
+   interrupted run leaves the old file (or nothing) and a reader never sees half a file;
+   the file keeps its mode. Anything else that can be written (a device such as
+   /dev/null, a FIFO, /dev/stdout) is written directly. A directory, a file that cannot
+   be written, or a missing directory is refused when it is opened, before the command
+   computes anything. SIGINT, SIGTERM and SIGHUP remove the temporary files. */
 typedef struct {
-    FILE *f;          /* open for writing while the file is being written */
-    char *tmp;        /* the temporary name */
-    const char *path; /* the final name */
+    FILE *f;          /* open for writing from cli_outfile_open until close */
+    char *tmp;        /* the temporary name, NULL when written directly */
+    char *target;     /* the file it becomes: the path with its links followed */
+    const char *path; /* as given */
+    int direct;       /* 1: a device or FIFO written in place */
+    int exists;       /* the target existed: dev and ino identify it */
+    unsigned long long dev, ino;
 } cli_outfile;
 
-/* Creates the temporary file. 0, or -1 with a message in err. */
+/* Resolves path and opens it (the temporary file, or the device). 0, or -1 with a
+   message in err that names the real problem. */
 int cli_outfile_open(cli_outfile *o, const char *path, char *err, size_t errlen);
+/* 1 if o writes to this process's standard output (then messages go to stderr). */
+int cli_outfile_is_stdout(const cli_outfile *o);
+/* 1 if a and b (both open) would write the same file. */
+int cli_outfile_same(const cli_outfile *a, const cli_outfile *b);
 /* Flushes and closes it; on a write error removes it. 0, or -1 with a message. */
 int cli_outfile_close(cli_outfile *o, char *err, size_t errlen);
 /* Renames a closed file to its final name. 0, or -1 with a message (and removes it). */

@@ -259,6 +259,11 @@ int cli_demo(int argc, char **argv)
         cli_error(CMD, "%s is not a directory", dir);
         return CLI_ERR_IO;
     }
+    /* checked before training, not found out after it */
+    if (access(dir, W_OK | X_OK) != 0) {
+        cli_error(CMD, "cannot write into %s: %s", dir, strerror(errno));
+        return CLI_ERR_IO;
+    }
     if (threads) sattn_set_num_threads((int)threads);
 
     const model_config cfg = {VOCAB, SEQ, 64, 4, 2, 256};

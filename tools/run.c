@@ -150,10 +150,6 @@ static int parse_args(int argc, char **argv, run_options *o)
         cli_error(CMD, "needs --q, --k, --v and -o (see sattn run --help)");
         return CLI_ERR_USAGE;
     }
-    if (o->lse && !strcmp(o->lse, o->out)) {
-        cli_error(CMD, "--out and --lse name the same file");
-        return CLI_ERR_USAGE;
-    }
     return 0;
 }
 
@@ -260,37 +256,51 @@ static int broadcast(const npy_array *a, const char *path, const char *what, con
 
 /* ---- outputs ---- */
 
-static int write_outputs(const run_options *o, const npy_array *out, const npy_array *lse)
+/* Opens -o and --lse before any work: a path that cannot be written is refused first. */
+static int open_outputs(const run_options *o, cli_outfile *fo, cli_outfile *fl)
 {
     char err[512];
-    cli_outfile fo = {0}, fl = {0};
-    int status = CLI_ERR_IO;
-    if (cli_outfile_open(&fo, o->out, err, sizeof err)) goto fail;
-    if (npy_write(fo.f, out, 0) != NPY_OK) {
-        snprintf(err, sizeof err, "cannot write %s", o->out);
-        goto fail;
-    }
-    if (cli_outfile_close(&fo, err, sizeof err)) goto fail;
+    if (cli_outfile_open(fo, o->out, err, sizeof err)) goto fail;
     if (o->lse) {
-        if (cli_outfile_open(&fl, o->lse, err, sizeof err)) goto fail;
-        if (npy_write(fl.f, lse, 0) != NPY_OK) {
-            snprintf(err, sizeof err, "cannot write %s", o->lse);
-            goto fail;
+        if (cli_outfile_open(fl, o->lse, err, sizeof err)) goto fail;
+        if (cli_outfile_same(fo, fl) && !fo->direct) {
+            cli_error(CMD, "-o %s and --lse %s name the same file", o->out, o->lse);
+            cli_outfile_abort(fo), cli_outfile_abort(fl);
+            return CLI_ERR_USAGE;
         }
-        if (cli_outfile_close(&fl, err, sizeof err)) goto fail;
-    }
-    /* both complete: now give them their names */
-    if (cli_outfile_publish(&fo, err, sizeof err)) goto fail;
-    if (o->lse && cli_outfile_publish(&fl, err, sizeof err)) {
-        remove(o->out);
-        goto fail;
     }
     return 0;
 fail:
     cli_error(CMD, "%s", err);
-    cli_outfile_abort(&fo);
-    cli_outfile_abort(&fl);
-    return status;
+    cli_outfile_abort(fo), cli_outfile_abort(fl);
+    return CLI_ERR_IO;
+}
+
+static int write_outputs(const run_options *o, cli_outfile *fo, cli_outfile *fl, const npy_array *out,
+                         const npy_array *lse)
+{
+    char err[512];
+    if (npy_write(fo->f, out, 0) != NPY_OK) {
+        snprintf(err, sizeof err, "cannot write %s", o->out);
+        goto fail;
+    }
+    if (cli_outfile_close(fo, err, sizeof err)) goto fail;
+    if (o->lse) {
+        if (npy_write(fl->f, lse, 0) != NPY_OK) {
+            snprintf(err, sizeof err, "cannot write %s", o->lse);
+            goto fail;
+        }
+        if (cli_outfile_close(fl, err, sizeof err)) goto fail;
+    }
+    /* both complete: now give them their names */
+    if (cli_outfile_publish(fo, err, sizeof err)) goto fail;
+    if (o->lse && cli_outfile_publish(fl, err, sizeof err)) goto fail;
+    return 0;
+fail:
+    cli_error(CMD, "%s", err);
+    cli_outfile_abort(fo);
+    cli_outfile_abort(fl);
+    return CLI_ERR_IO;
 }
 
 /* ---- the command ---- */
@@ -307,7 +317,9 @@ int cli_run(int argc, char **argv)
     int32_t *lens32 = NULL;
     char s1[256], s2[256];
     int64_t qd[4], kd[4], vd[4];
+    cli_outfile fo = {0}, fl = {0};
 
+    if ((status = open_outputs(&o, &fo, &fl))) return status;
     if ((status = load(o.q, &q)) || (status = load(o.k, &k)) || (status = load(o.v, &v))) goto done;
     if ((status = tensor_dims(&q, o.q, "q", o.bhsd, qd)) || (status = tensor_dims(&k, o.k, "k", o.bhsd, kd)) ||
         (status = tensor_dims(&v, o.v, "v", o.bhsd, vd)))
@@ -428,11 +440,13 @@ int cli_run(int argc, char **argv)
         goto done;
     }
     double t1 = cli_seconds();
-    if ((status = write_outputs(&o, &out, &lse))) goto done;
-    printf("wrote %s: %s %s, %.3f ms with %d threads (%s kernels)\n", o.out, npy_type_name(otype),
+    const int to_stdout = cli_outfile_is_stdout(&fo) || (o.lse && cli_outfile_is_stdout(&fl));
+    if ((status = write_outputs(&o, &fo, &fl, &out, &lse))) goto done;
+    fprintf(to_stdout ? stderr : stdout, "wrote %s: %s %s, %.3f ms with %d threads (%s kernels)\n", o.out, npy_type_name(otype),
            shape_of(&out, s1, sizeof s1), 1e3 * (t1 - t0), sattn_get_num_threads(), sattn_isa());
     status = CLI_OK;
 done:
+    cli_outfile_abort(&fo), cli_outfile_abort(&fl); /* nothing left behind on failure */
     free(q_own), free(k_own), free(v_own), free(bias32), free(lens32);
     npy_free(&q), npy_free(&k), npy_free(&v), npy_free(&mask), npy_free(&bias), npy_free(&seqlens);
     npy_free(&out), npy_free(&lse);

@@ -47,35 +47,58 @@ void show_labels_free(char **labels, int n)
     free(labels);
 }
 
-/* Lines of path (without their line ends) into *labels; *n their count. */
-static int read_labels(const char *path, char ***labels, int *n)
+/* Lines of path (without their line ends) into *labels; *n their count. The file must
+   be text: at most `most` lines of at most CLI_LABEL_MAX bytes and no NUL byte, so that
+   a wrong path (/dev/zero, a binary file) is refused at once instead of read forever. */
+#define CLI_LABEL_MAX 1024
+static int read_labels(const char *path, int most, char ***labels, int *n)
 {
     *labels = NULL, *n = 0;
     FILE *f = fopen(path, "r");
     if (!f) return cli_error(CMD, "cannot open %s: %s", path, strerror(errno)), CLI_ERR_IO;
-    char *line = NULL;
-    size_t cap = 0;
-    int count = 0, space = 0, status = CLI_OK;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (count == space) {
-            int ns = space ? 2 * space : 64;
-            char **grown = ns < (1 << 24) ? realloc(*labels, (size_t)ns * sizeof *grown) : NULL;
-            if (!grown) {
-                status = CLI_ERR_RUNTIME, cli_error(CMD, "%s: too many labels", path);
+    char line[CLI_LABEL_MAX + 1];
+    int count = 0, status = CLI_OK, c = 0;
+    size_t len = 0;
+    *labels = calloc((size_t)most + 1, sizeof **labels);
+    if (!*labels) status = CLI_ERR_RUNTIME, cli_error(CMD, "out of memory");
+    while (status == CLI_OK && (c = getc(f)) != EOF) {
+        if (c == '\0') {
+            status = CLI_ERR_INPUT;
+            cli_error(CMD, "%s: line %d holds a NUL byte: the labels must be text, one per line", path, count + 1);
+        } else if (c != '\n') {
+            if (len == CLI_LABEL_MAX) {
+                status = CLI_ERR_INPUT;
+                cli_error(CMD, "%s: line %d is longer than %d bytes: the labels must be short text, one per line",
+                          path, count + 1, CLI_LABEL_MAX);
+            } else {
+                line[len++] = (char)c;
+            }
+        } else {
+            if (count == most) {
+                status = CLI_ERR_INPUT;
+                cli_error(CMD, "%s has more than %d lines; the weights have %d keys (one label per key)", path,
+                          most, most);
                 break;
             }
-            *labels = grown, space = ns;
+            while (len > 0 && line[len - 1] == '\r') len--;
+            line[len] = '\0', len = 0;
+            if (!((*labels)[count] = strdup(line))) status = CLI_ERR_RUNTIME, cli_error(CMD, "out of memory");
+            else count++;
         }
-        if (!((*labels)[count] = strdup(line))) {
-            status = CLI_ERR_RUNTIME, cli_error(CMD, "out of memory");
-            break;
+    }
+    if (status == CLI_OK && len > 0) { /* a last line without its newline */
+        if (count == most) {
+            status = CLI_ERR_INPUT;
+            cli_error(CMD, "%s has more than %d lines; the weights have %d keys (one label per key)", path, most,
+                      most);
+        } else {
+            while (len > 0 && line[len - 1] == '\r') len--;
+            line[len] = '\0';
+            if (!((*labels)[count] = strdup(line))) status = CLI_ERR_RUNTIME, cli_error(CMD, "out of memory");
+            else count++;
         }
-        count++;
     }
     if (status == CLI_OK && ferror(f)) status = CLI_ERR_IO, cli_error(CMD, "cannot read %s", path);
-    free(line);
     fclose(f);
     *n = count;
     if (status) show_labels_free(*labels, count), *labels = NULL, *n = 0;
@@ -84,29 +107,36 @@ static int read_labels(const char *path, char ***labels, int *n)
 
 /* ---- writing ---- */
 
-int show_write_png(const char *cmd, const heatmap *hm, const char *path, int *width, int *height)
+int show_write_png_to(const char *cmd, const heatmap *hm, cli_outfile *o, int *width, int *height)
 {
     char err[512];
     uint8_t *rgb = NULL;
-    if (heatmap_render(hm, &rgb, width, height, err, sizeof err)) {
-        cli_error(cmd, "%s", err);
-        return CLI_ERR_RUNTIME;
-    }
-    cli_outfile o = {0};
-    int status = CLI_ERR_IO;
-    if (cli_outfile_open(&o, path, err, sizeof err)) goto fail;
-    if (cli_png_write(o.f, *width, *height, rgb, err, sizeof err)) {
+    int status = CLI_ERR_RUNTIME;
+    if (heatmap_render(hm, &rgb, width, height, err, sizeof err)) goto fail;
+    status = CLI_ERR_IO;
+    if (cli_png_write(o->f, *width, *height, rgb, err, sizeof err)) {
         status = cli_png_available() ? CLI_ERR_IO : CLI_ERR_RUNTIME;
         goto fail;
     }
-    if (cli_outfile_close(&o, err, sizeof err) || cli_outfile_publish(&o, err, sizeof err)) goto fail;
+    if (cli_outfile_close(o, err, sizeof err) || cli_outfile_publish(o, err, sizeof err)) goto fail;
     free(rgb);
     return CLI_OK;
 fail:
     cli_error(cmd, "%s", err);
-    cli_outfile_abort(&o);
+    cli_outfile_abort(o);
     free(rgb);
     return status;
+}
+
+int show_write_png(const char *cmd, const heatmap *hm, const char *path, int *width, int *height)
+{
+    char err[512];
+    cli_outfile o;
+    if (cli_outfile_open(&o, path, err, sizeof err)) {
+        cli_error(cmd, "%s", err);
+        return CLI_ERR_IO;
+    }
+    return show_write_png_to(cmd, hm, &o, width, height);
 }
 
 /* ---- the command ---- */
@@ -163,10 +193,27 @@ int cli_show(int argc, char **argv)
     int nlabels = 0, status;
     int64_t rows = 0, kcols = 0, heads = 0, nbatch = 0;
     float *w = NULL;
+    if (!out) { /* WEIGHTS with .npy replaced by .png */
+        size_t n = strlen(in);
+        if (!(default_out = malloc(n + 5))) return cli_error(CMD, "out of memory"), CLI_ERR_RUNTIME;
+        memcpy(default_out, in, n + 1);
+        if (n > 4 && !strcmp(in + n - 4, ".npy")) default_out[n - 4] = '\0';
+        strcat(default_out, ".png");
+        out = default_out;
+    }
+    /* the output first: a path that cannot be written is refused before any work */
+    cli_outfile of;
+    if (cli_outfile_open(&of, out, err, sizeof err)) {
+        cli_error(CMD, "%s", err);
+        free(default_out);
+        return CLI_ERR_IO;
+    }
     npy_array a;
     npy_status st = npy_read(in, &a, err, sizeof err);
     if (st) {
         cli_error(CMD, "%s", err);
+        cli_outfile_abort(&of);
+        free(default_out);
         return st == NPY_ERR_IO ? CLI_ERR_IO : st == NPY_ERR_NOMEM ? CLI_ERR_RUNTIME : CLI_ERR_INPUT;
     }
     status = CLI_ERR_INPUT;
@@ -192,7 +239,7 @@ int cli_show(int argc, char **argv)
         goto done;
     }
     if (labels_path) {
-        if ((status = read_labels(labels_path, &labels, &nlabels))) goto done;
+        if ((status = read_labels(labels_path, (int)kcols, &labels, &nlabels))) goto done;
         if (nlabels != kcols) {
             cli_error(CMD, "%s has %d labels; the weights have %lld keys (one label per line, per key)",
                       labels_path, nlabels, (long long)kcols);
@@ -214,17 +261,6 @@ int cli_show(int argc, char **argv)
         }
         snprintf(panel_titles[h], 32, "head %lld", (long long)h);
     }
-    if (!out) {
-        size_t n = strlen(in);
-        if (!(default_out = malloc(n + 5))) {
-            cli_error(CMD, "out of memory");
-            goto done;
-        }
-        memcpy(default_out, in, n + 1);
-        if (n > 4 && !strcmp(in + n - 4, ".npy")) default_out[n - 4] = '\0';
-        strcat(default_out, ".png");
-        out = default_out;
-    }
     heatmap hm;
     memset(&hm, 0, sizeof hm);
     hm.panels = (int)heads, hm.rows = (int)rows, hm.cols = (int)kcols, hm.w = w;
@@ -235,11 +271,13 @@ int cli_show(int argc, char **argv)
     hm.col_labels = (const char *const *)labels;
     hm.row_labels = labels && rows <= kcols ? (const char *const *)labels + (kcols - rows) : NULL;
     int width, height;
-    if ((status = show_write_png(CMD, &hm, out, &width, &height))) goto done;
-    printf("wrote %s: %lld panel%s of %lld x %lld cells, %d x %d pixels\n", out, (long long)heads,
+    const int to_stdout = cli_outfile_is_stdout(&of);
+    if ((status = show_write_png_to(CMD, &hm, &of, &width, &height))) goto done;
+    fprintf(to_stdout ? stderr : stdout, "wrote %s: %lld panel%s of %lld x %lld cells, %d x %d pixels\n", out, (long long)heads,
            heads > 1 ? "s" : "", (long long)rows, (long long)kcols, width, height);
     status = CLI_OK;
 done:
+    cli_outfile_abort(&of);
     show_labels_free(labels, nlabels);
     show_labels_free(panel_titles, (int)heads);
     free(w);

@@ -13,6 +13,11 @@
  *   broken   truncated, malformed and mismatched inputs: the documented exit status,
  *            a message on stderr that says what is wrong, and no output file (nor a
  *            temporary one) left behind; an existing output file is left untouched
+ *   outputs  what -o names: a device is written in place (never replaced), a symbolic
+ *            link is written through, a read-only file or a directory is refused before
+ *            any work, -o and --lse naming one file by two spellings is refused, an
+ *            interrupted run leaves no temporary file, a file keeps its mode; a label
+ *            file that is not text is refused at once
  *   usage    exit status 2 and a message for bad command lines; --help for each command
  *   show     a valid PNG of the documented size whose cells have the colour map's colours
  *   gradcheck the demo model's gradients (model.c, with sattn's layer inside) against
@@ -22,7 +27,7 @@
  * Expected values come from tests/ref and from the documented layout, never from
  * the code under test.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* usleep, with POSIX 2008 */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef SATTN_HAVE_PNG
@@ -778,7 +786,7 @@ static void test_broken(void)
     /* I/O: the output's directory does not exist; an existing output survives a failure */
     rc = run_sattn("run", "--q", path_in("q.npy"), "--k", path_in("k.npy"), "--v", path_in("v.npy"), "-o",
                    path_in("no-such-dir/out.npy"), NULL);
-    check(rc == 4 && strstr(err_text, "cannot create"), "output in a missing directory: exit %d (%s)", rc, err_text);
+    check(rc == 4 && strstr(err_text, "does not exist"), "output in a missing directory: exit %d (%s)", rc, err_text);
     rc = run_sattn("run", "--q", path_in("q.npy"), "--k", path_in("k.npy"), "--v", path_in("v.npy"), "-o",
                    path_in("out.npy"), "--lse", path_in("no-such-dir/lse.npy"), NULL);
     check(rc == 4 && count_prefixed("out.npy") == 0, "lse in a missing directory: exit %d, no out.npy left (%s)", rc,
@@ -794,6 +802,172 @@ static void test_broken(void)
     free(old);
     unlink(path_in("out.npy"));
     make_good_q();
+}
+
+
+/* ---- what -o names ---- */
+
+static int is_npy_file(const char *path)
+{
+    npy_array a;
+    char err[512];
+    if (npy_read(path, &a, err, sizeof err) != NPY_OK) return 0;
+    npy_free(&a);
+    return 1;
+}
+
+static int run_to(const char *out, const char *lse)
+{
+    return lse ? run_sattn("run", "--q", path_in("q.npy"), "--k", path_in("k.npy"), "--v", path_in("v.npy"), "-o",
+                           out, "--lse", lse, NULL)
+               : run_sattn("run", "--q", path_in("q.npy"), "--k", path_in("k.npy"), "--v", path_in("v.npy"), "-o",
+                           out, NULL);
+}
+
+static void test_outputs(void)
+{
+    make_good_q();
+    write_good_kv();
+    struct stat sb;
+    int rc;
+
+    /* A device is written in place, never replaced. The devices are made in the test's
+       own directory (mknod: root), so that a regression replaces those, not /dev's. */
+    const char *dnull = path_in("null.dev"), *dfull = path_in("full.dev");
+    if (mknod(dnull, S_IFCHR | 0666, makedev(1, 3)) == 0 && mknod(dfull, S_IFCHR | 0666, makedev(1, 7)) == 0) {
+        rc = run_to(dnull, NULL);
+        check(rc == 0 && stat(dnull, &sb) == 0 && S_ISCHR(sb.st_mode), "-o NULL-DEVICE: exit %d, still a device", rc);
+        rc = run_to(dfull, NULL);
+        check(rc == 4 && stat(dfull, &sb) == 0 && S_ISCHR(sb.st_mode) && strstr(err_text, "full.dev"),
+              "-o FULL-DEVICE: exit %d (want 4: no space), still a character device (%s)", rc, err_text);
+    } else {
+        printf("outputs: cannot make device nodes here (%s): the device cases are left to the FIFO\n",
+               strerror(errno));
+    }
+    unlink(dnull), unlink(dfull);
+    /* a FIFO is written, not replaced: a reader in a child process takes the bytes */
+    const char *fifo = path_in("out.fifo");
+    if (mkfifo(fifo, 0644) == 0) {
+        pid_t reader = fork();
+        if (reader == 0) {
+            alarm(20); /* if the FIFO was replaced, nobody ever opens it for writing */
+            int fd = open(fifo, O_RDONLY);
+            char buf[4096];
+            long total = 0;
+            ssize_t n;
+            while (fd >= 0 && (n = read(fd, buf, sizeof buf)) > 0) total += n;
+            _exit(total > 128 ? 0 : 1);
+        }
+        rc = run_to(fifo, NULL);
+        int rs = 0;
+        waitpid(reader, &rs, 0);
+        check(rc == 0 && WIFEXITED(rs) && WEXITSTATUS(rs) == 0 && stat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode),
+              "-o FIFO: exit %d, the reader got the file, and it is still a FIFO (%s)", rc, err_text);
+        unlink(fifo);
+    }
+
+    /* a symbolic link is written through: the link stays, its target gets the file */
+    save_bytes("real.npy", "old", 3);
+    unlink(path_in("link.npy"));
+    check(symlink("real.npy", path_in("link.npy")) == 0, "symlink");
+    rc = run_to(path_in("link.npy"), NULL);
+    check(rc == 0 && lstat(path_in("link.npy"), &sb) == 0 && S_ISLNK(sb.st_mode) && is_npy_file(path_in("real.npy")),
+          "-o LINK: exit %d, the link is still a link and its target holds the output (%s)", rc, err_text);
+    /* a dangling link: the file it names is created */
+    unlink(path_in("dangling.npy")), unlink(path_in("made.npy"));
+    check(symlink("made.npy", path_in("dangling.npy")) == 0, "symlink");
+    rc = run_to(path_in("dangling.npy"), NULL);
+    check(rc == 0 && lstat(path_in("dangling.npy"), &sb) == 0 && S_ISLNK(sb.st_mode) && is_npy_file(path_in("made.npy")),
+          "-o DANGLING-LINK: exit %d, the link stays and made.npy is written (%s)", rc, err_text);
+    /* an existing file keeps its mode */
+    chmod(path_in("real.npy"), 0640);
+    rc = run_to(path_in("real.npy"), NULL);
+    check(rc == 0 && stat(path_in("real.npy"), &sb) == 0 && (sb.st_mode & 0777) == 0640,
+          "-o FILE (mode 0640): exit %d, mode now %04o", rc, (unsigned)(sb.st_mode & 0777));
+
+    /* a read-only file is refused, not replaced (even for root) */
+    save_bytes("ro.npy", "keep", 4);
+    chmod(path_in("ro.npy"), 0444);
+    rc = run_to(path_in("ro.npy"), NULL);
+    size_t len = 0;
+    uint8_t *b = load_bytes(path_in("ro.npy"), &len);
+    check(rc == 4 && b && len == 4 && !memcmp(b, "keep", 4) && strstr(err_text, "read-only") &&
+              count_prefixed("ro.npy") == 1,
+          "-o READ-ONLY: exit %d (want 4), the file unchanged, no temporary left (%s)", rc, err_text);
+    free(b);
+    chmod(path_in("ro.npy"), 0644);
+
+    /* -o and --lse naming one file by two spellings, or through a link */
+    unlink(path_in("x.npy"));
+    char dotted[1100];
+    snprintf(dotted, sizeof dotted, "%s/./x.npy", dir);
+    rc = run_to(path_in("x.npy"), dotted);
+    check(rc == 2 && strstr(err_text, "same file") && count_prefixed("x.npy") == 0,
+          "-o x.npy --lse DIR/./x.npy: exit %d (want 2), nothing written (%s)", rc, err_text);
+    rc = run_to(path_in("real.npy"), path_in("link.npy"));
+    check(rc == 2 && strstr(err_text, "same file"), "-o FILE --lse LINK-TO-IT: exit %d (want 2) (%s)", rc, err_text);
+
+    /* paths that cannot be written are refused first: with a broken q as well, the
+       message is about the output (exit 4), so nothing was read or computed before */
+    save_bytes("broken_q.npy", "\x93NUMPY", 6);
+    static const char *const bad_outs[][2] = {
+        {"adir/", "directory"}, {"real.npy/x.npy", "not a directory"}, {"nodir/x.npy", "does not exist"},
+        {".", "directory"}};
+    mkdir(path_in("adir"), 0755);
+    for (size_t i = 0; i < sizeof bad_outs / sizeof bad_outs[0]; i++) {
+        rc = run_sattn("run", "--q", path_in("broken_q.npy"), "--k", path_in("k.npy"), "--v", path_in("v.npy"), "-o",
+                       path_in(bad_outs[i][0]), NULL);
+        check(rc == 4 && strstr(err_text, bad_outs[i][1]) && strstr(err_text, "cannot write"),
+              "-o %s with a broken q: exit %d (want 4), says '%s' (%s)", bad_outs[i][0], rc, bad_outs[i][1], err_text);
+    }
+    rc = run_sattn("show", path_in("broken_q.npy"), "-o", path_in("adir/"), NULL);
+    check(rc == 4 && strstr(err_text, "directory"), "show -o DIR/ with a broken input: exit %d (want 4) (%s)", rc,
+          err_text);
+
+    /* interrupted: q is a FIFO nobody writes, so sattn waits in its read with the
+       temporary output open; SIGTERM and SIGINT must remove it */
+    const int sigs[2] = {SIGTERM, SIGINT};
+    for (int k = 0; k < 2; k++) {
+        const char *qf = path_in("q.fifo");
+        unlink(qf);
+        if (mkfifo(qf, 0644) != 0) break;
+        pid_t pid = fork();
+        if (pid == 0) {
+            int fe = open("/dev/null", O_WRONLY);
+            dup2(fe, 1), dup2(fe, 2);
+            execl(sattn_path, "sattn", "run", "--q", qf, "--k", path_in("k.npy"), "--v", path_in("v.npy"), "-o",
+                  path_in("sig.npy"), "--lse", path_in("siglse.npy"), (char *)NULL);
+            _exit(127);
+        }
+        int had_tmp = 0;
+        for (int t = 0; t < 500 && !had_tmp; t++) { /* until both temporary files exist */
+            had_tmp = count_prefixed("sig.npy.tmp-") == 1 && count_prefixed("siglse.npy.tmp-") == 1;
+            nanosleep(&(struct timespec){0, 10000000}, NULL);
+        }
+        kill(pid, sigs[k]);
+        int ws = 0;
+        waitpid(pid, &ws, 0);
+        check(had_tmp && WIFSIGNALED(ws) && WTERMSIG(ws) == sigs[k] && count_prefixed("sig.npy") == 0 &&
+                  count_prefixed("siglse.npy") == 0,
+              "signal %d while reading: the run had its temporary files (%d), died of the signal, and left none",
+              sigs[k], had_tmp);
+        unlink(qf);
+    }
+
+    /* show --labels that is not text: refused at once with what is wrong */
+    float w[2 * 3 * 3];
+    for (int i = 0; i < 18; i++) w[i] = unif(0, 1);
+    int64_t wshape[3] = {2, 3, 3};
+    save("w.npy", NPY_F32, 3, wshape, w, 0);
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    rc = run_sattn("show", path_in("w.npy"), "--labels", "/dev/zero", "-o", path_in("w.png"), NULL);
+    check(rc == 3 && strstr(err_text, "NUL") && count_prefixed("w.png") == 0,
+          "show --labels /dev/zero: exit %d (want 3), says NUL, no output (%s)", rc, err_text);
+    save_bytes("many.txt", "a\nb\nc\nd\n", 8);
+    rc = run_sattn("show", path_in("w.npy"), "--labels", path_in("many.txt"), "-o", path_in("w.png"), NULL);
+    check(rc == 3 && strstr(err_text, "more than 3 lines"), "show --labels with 4 lines for 3 keys: exit %d (%s)", rc,
+          err_text);
+    (void)t0;
 }
 
 /* ---- usage ---- */
@@ -1099,6 +1273,8 @@ int main(int argc, char **argv)
     printf("run: %ld checks so far\n", checks);
     test_broken();
     printf("broken inputs: %ld checks so far\n", checks);
+    test_outputs();
+    printf("outputs: %ld checks so far\n", checks);
     test_usage();
     test_show();
     printf("usage, show: %ld checks so far\n", checks);

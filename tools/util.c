@@ -1,6 +1,8 @@
 /* util: option parsing, messages and output files for the sattn program. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath, with POSIX 2008 */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -108,34 +110,209 @@ int cli_mul(int64_t a, int64_t b, int64_t *out)
 
 /* ---- output files ---- */
 
+/* The temporary files in being, for the signal handler. Slots hold malloc'd names set
+   after the file exists and cleared before it is renamed or removed. */
+#define CLI_MAX_TMP 16
+static char *volatile cli__tmp[CLI_MAX_TMP];
+
+static void cli__on_signal(int sig)
+{
+    for (int i = 0; i < CLI_MAX_TMP; i++)
+        if (cli__tmp[i]) unlink(cli__tmp[i]); /* async-signal-safe */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void cli__track(char *name, int on)
+{
+    static int installed;
+    if (!installed) {
+        static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = cli__on_signal;
+        sigemptyset(&sa.sa_mask);
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+            struct sigaction old;
+            /* a signal the caller ignores (nohup) stays ignored */
+            if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
+        }
+        installed = 1;
+    }
+    for (int i = 0; i < CLI_MAX_TMP; i++) {
+        if (on && !cli__tmp[i]) {
+            cli__tmp[i] = name;
+            return;
+        }
+        if (!on && cli__tmp[i] == name) {
+            cli__tmp[i] = NULL;
+            return;
+        }
+    }
+}
+
+/* dir part of p ("." for none), as a new string */
+static char *dir_of(const char *p)
+{
+    const char *slash = strrchr(p, '/');
+    if (!slash) return strdup(".");
+    if (slash == p) return strdup("/");
+    return strndup(p, (size_t)(slash - p));
+}
+
+/* Follows the symbolic links of path (the last component, repeatedly) to the name of
+   the file it stands for; a link into /proc or /dev/fd (such as /dev/stdout) is kept
+   as given, since its target may be a pipe with no name. NULL on a loop or no memory. */
+static char *follow_links(const char *path, char *err, size_t errlen)
+{
+    char *cur = strdup(path);
+    for (int hops = 0; cur && hops < 40; hops++) {
+        struct stat ls;
+        if (lstat(cur, &ls) != 0 || !S_ISLNK(ls.st_mode)) return cur;
+        if (!strncmp(cur, "/proc/", 6) || !strncmp(cur, "/dev/fd/", 8) || !strncmp(cur, "/dev/std", 8))
+            return cur;
+        char link[4096];
+        ssize_t n = readlink(cur, link, sizeof link - 1);
+        if (n < 0) return cur;
+        link[n] = '\0';
+        char *next;
+        if (link[0] == '/') {
+            next = strdup(link);
+        } else { /* relative to the link's directory */
+            char *d = dir_of(cur);
+            next = d ? malloc(strlen(d) + (size_t)n + 2) : NULL;
+            if (next) sprintf(next, "%s/%s", d, link);
+            free(d);
+        }
+        free(cur);
+        cur = next;
+    }
+    if (cur) snprintf(err, errlen, "cannot write %s: too many levels of symbolic links", path), free(cur);
+    else snprintf(err, errlen, "out of memory");
+    return NULL;
+}
+
 int cli_outfile_open(cli_outfile *o, const char *path, char *err, size_t errlen)
 {
-    o->f = NULL, o->path = path;
+    memset(o, 0, sizeof *o);
+    o->path = path;
     size_t n = strlen(path);
-    o->tmp = malloc(n + 16);
-    if (!o->tmp) {
-        snprintf(err, errlen, "out of memory");
+    if (n == 0) return snprintf(err, errlen, "an empty output file name"), -1;
+    if (path[n - 1] == '/') {
+        struct stat ds;
+        if (stat(path, &ds) == 0 && S_ISDIR(ds.st_mode))
+            snprintf(err, errlen, "cannot write %s: it is a directory; give a file name", path);
+        else
+            snprintf(err, errlen, "cannot write %s: a file name cannot end in '/'", path);
         return -1;
     }
+    if (!(o->target = follow_links(path, err, errlen))) return -1;
+    struct stat st;
+    if (stat(o->target, &st) == 0) {
+        o->exists = 1, o->dev = (unsigned long long)st.st_dev, o->ino = (unsigned long long)st.st_ino;
+        if (S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "cannot write %s: it is a directory", path);
+            goto fail;
+        }
+        struct stat ls;
+        int magic = lstat(o->target, &ls) == 0 && S_ISLNK(ls.st_mode); /* follow_links stopped */
+        if (!S_ISREG(st.st_mode) || magic) {
+            /* a device, a FIFO, or a link such as /dev/stdout: written in place */
+            int fd = open(o->target, O_WRONLY | O_CLOEXEC | (S_ISREG(st.st_mode) ? O_TRUNC : 0));
+            if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
+                snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+                if (fd >= 0) close(fd);
+                goto fail;
+            }
+            o->direct = 1;
+            return 0;
+        }
+        /* a regular file: it must be writable as it stands, or it is not ours to replace
+           (a file without write permission is refused even where root could write it) */
+        if (!(st.st_mode & 0222)) {
+            snprintf(err, errlen, "cannot write %s: it is read-only (mode %04o)", path, (unsigned)(st.st_mode & 07777));
+            goto fail;
+        }
+        int fd = open(o->target, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        close(fd);
+    } else if (errno == ENOTDIR) {
+        char *d = dir_of(o->target);
+        snprintf(err, errlen, "cannot write %s: %s is not a directory", path, d ? d : "its directory");
+        free(d);
+        goto fail;
+    } else if (errno != ENOENT) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        goto fail;
+    }
+
     /* beside the target, so the rename stays within one file system */
-    memcpy(o->tmp, path, n);
-    memcpy(o->tmp + n, ".tmp-XXXXXX", 12);
+    size_t tn = strlen(o->target);
+    if (!(o->tmp = malloc(tn + 16))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    memcpy(o->tmp, o->target, tn);
+    memcpy(o->tmp + tn, ".tmp-XXXXXX", 12);
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        int e = errno;
+        char *d = dir_of(o->target);
+        struct stat ds;
+        if (e == ENOENT && d && stat(d, &ds) != 0)
+            snprintf(err, errlen, "cannot write %s: the directory %s does not exist", path, d);
+        else if (e == ENOTDIR)
+            snprintf(err, errlen, "cannot write %s: %s is not a directory", path, d ? d : "its directory");
+        else
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+        free(d);
         free(o->tmp), o->tmp = NULL;
-        return -1;
+        goto fail;
     }
-    /* mkstemp makes the file 0600; give it the mode a plain fopen would */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(o->f = fdopen(fd, "wb"))) {
+    cli__track(o->tmp, 1);
+    /* mkstemp makes the file 0600: give it the old file's mode, or a plain fopen's */
+    mode_t mode;
+    if (o->exists) {
+        mode = st.st_mode & 07777;
+    } else {
+        mode_t mask = umask(0);
+        umask(mask);
+        mode = 0666 & ~mask;
+    }
+    if (fchmod(fd, mode) != 0 || !(o->f = fdopen(fd, "wb"))) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
         close(fd);
         cli_outfile_abort(o);
         return -1;
     }
     return 0;
+fail:
+    free(o->target), o->target = NULL;
+    return -1;
+}
+
+int cli_outfile_is_stdout(const cli_outfile *o)
+{
+    struct stat so;
+    return o->direct && o->exists && fstat(1, &so) == 0 && (unsigned long long)so.st_dev == o->dev &&
+           (unsigned long long)so.st_ino == o->ino;
+}
+
+int cli_outfile_same(const cli_outfile *a, const cli_outfile *b)
+{
+    if (a->exists && b->exists) return a->dev == b->dev && a->ino == b->ino;
+    if (a->exists != b->exists || !a->target || !b->target) return 0;
+    /* neither exists yet: the same name once the directories are resolved */
+    char *da = dir_of(a->target), *db = dir_of(b->target);
+    char *ra = da ? realpath(da, NULL) : NULL, *rb = db ? realpath(db, NULL) : NULL;
+    const char *ba = strrchr(a->target, '/'), *bb = strrchr(b->target, '/');
+    ba = ba ? ba + 1 : a->target, bb = bb ? bb + 1 : b->target;
+    int same = ra && rb && !strcmp(ra, rb) && !strcmp(ba, bb);
+    free(da), free(db), free(ra), free(rb);
+    return same;
 }
 
 int cli_outfile_close(cli_outfile *o, char *err, size_t errlen)
@@ -154,19 +331,31 @@ int cli_outfile_close(cli_outfile *o, char *err, size_t errlen)
 
 int cli_outfile_publish(cli_outfile *o, char *err, size_t errlen)
 {
-    if (rename(o->tmp, o->path) != 0) {
+    if (o->direct) {
+        free(o->target), o->target = NULL;
+        return 0;
+    }
+    cli__track(o->tmp, 0);
+    if (rename(o->tmp, o->target) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", o->path, strerror(errno));
-        cli_outfile_abort(o);
+        remove(o->tmp);
+        free(o->tmp), o->tmp = NULL;
+        free(o->target), o->target = NULL;
         return -1;
     }
     free(o->tmp), o->tmp = NULL;
+    free(o->target), o->target = NULL;
     return 0;
 }
 
 void cli_outfile_abort(cli_outfile *o)
 {
     if (o->f) fclose(o->f), o->f = NULL;
-    if (o->tmp) remove(o->tmp), free(o->tmp), o->tmp = NULL;
+    if (o->tmp) {
+        cli__track(o->tmp, 0);
+        remove(o->tmp), free(o->tmp), o->tmp = NULL;
+    }
+    free(o->target), o->target = NULL;
 }
 
 double cli_seconds(void)
