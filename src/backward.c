@@ -311,7 +311,8 @@ static void group_fused(const bwd_args *a, int64_t g, float *buf, const bwd_scra
     memset(gb.dq, 0, sizeof(float) * rows * (size_t)d);
     for (int64_t j0 = 0; j0 < s.rows_kv; j0 += SATTN__BK)
         dkdv_block(a, &s, hk, j0, clamp_rows(s.rows_kv, j0, SATTN__BK), &gb, w);
-    for (int64_t hl = 0; hl < pr->group; hl++) {
+    /* no query rows: dq may be NULL (seq_q = 0), and there is nothing to store */
+    for (int64_t hl = 0; s.rows_q > 0 && hl < pr->group; hl++) {
         int64_t h = hk * pr->group + hl;
         char *dq = (char *)a->dq + sattn__q_elem(&s, pr->qs, 0, h) * (int64_t)es;
         /* stored block by block, as pass 2 does */

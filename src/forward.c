@@ -173,6 +173,7 @@ static void finish_rows(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_
             if (lrow) lrow[r] = -INFINITY;
         }
     }
+    if (mq == 0) return; /* a sequence with no rows: out may be NULL (every cu_seqlens_q empty) */
     char *obase = (char *)c->out + sattn__q_elem(s, pr->os, i0, h) * (int64_t)es;
     if (mv > 0) sattn__store_rows(obase, pr->os[1], o, dv, mv, dv, pr->dtype, 1.0f);
     if (mv < mq) {

@@ -339,6 +339,23 @@ static void test_empty(void)
             st = sattn_forward(&p, dummy, k, v, dummy, lse);
             tu_check(st == SATTN_OK, "%s forward: status %d (%s)", label, (int)st,
                      st ? sattn_last_error() : "");
+            /* the backward with every q-side pointer NULL (the contract allows it): no
+               offset is ever applied to them (UBSan: "zero offset to null pointer") */
+            st = sattn_backward(&p, NULL, k, v, NULL, NULL, NULL, NULL, dk, dv);
+            tu_check(st == SATTN_OK, "%s backward with q, out, lse, dout, dq = NULL: status %d (%s)", label,
+                     (int)st, st ? sattn_last_error() : "");
+            /* a packed batch of empty query sequences, q = out = lse = NULL, both paths */
+            {
+                int32_t cu0[3] = {0, 0, 0};
+                for (int64_t sq = 4; sq <= 200; sq += 196) {
+                    sattn_params pc = p;
+                    pc.seq_q = sq, pc.cu_seqlens_q = cu0;
+                    st = sattn_forward(&pc, NULL, k, v, NULL, NULL);
+                    if (st == SATTN_OK) st = sattn_backward(&pc, NULL, k, v, NULL, NULL, NULL, NULL, dk, dv);
+                    tu_check(st == SATTN_OK, "%s: cu_seqlens_q all empty (seq_q %lld) with q, out, lse = NULL: "
+                             "status %d (%s)", label, (long long)sq, (int)st, st ? sattn_last_error() : "");
+                }
+            }
             st = sattn_backward(&p, dummy, k, v, dummy, lse, dummy, dummy, dk, dv);
             int ok = st == SATTN_OK;
             for (int64_t x = 0; ok && x < nk; x++)
