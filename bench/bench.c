@@ -22,6 +22,7 @@
  * set before it loads, so the program re-executes itself with it set. */
 #define _GNU_SOURCE
 #include <cblas.h>
+#include <dlfcn.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdarg.h>
@@ -44,6 +45,9 @@
 
 extern void openblas_set_num_threads(int);
 extern char *openblas_get_corename(void);
+extern char *openblas_get_config(void);
+
+static const char *g_prog = "bench"; /* "sattn bench" when run by the sattn program */
 
 static int g_reps = 5;
 static int g_threads = 1;
@@ -142,7 +146,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
     print_table(g_peak, g_bw);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bench: ");
+    fprintf(stderr, "%s: ", g_prog);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
@@ -678,7 +682,7 @@ static void memory_case(void)
         close(fd[0]), close(fd[1]);
         char *args[] = {path, "65536", "64", "0", NULL};
         execv(path, args);
-        fprintf(stderr, "bench: cannot run %s\n", path);
+        fprintf(stderr, "%s: cannot run %s\n", g_prog, path);
         _exit(127);
     }
     close(fd[1]);
@@ -695,8 +699,35 @@ static void memory_case(void)
 
 static const char usage[] = "usage: bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]\n";
 
+/* The CPU's model name, from /proc/cpuinfo ("unknown CPU" elsewhere). */
+static void cpu_name(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) || !colon) continue;
+        colon += 1 + (colon[1] == ' ');
+        colon[strcspn(colon, "\n")] = '\0';
+        snprintf(buf, len, "%s", colon);
+        break;
+    }
+    fclose(f);
+}
+
+/* The file OpenBLAS was loaded from. */
+static const char *openblas_path(void)
+{
+    Dl_info info;
+    if (dladdr((void *)openblas_get_config, &info) && info.dli_fname) return info.dli_fname;
+    return "?";
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 0 && !strcmp(argv[0], "sattn bench")) g_prog = "sattn bench";
     /* OpenBLAS reads its core type when it loads: set it and start again. */
     if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f")) {
         setenv("OPENBLAS_CORETYPE", "SKYLAKEX", 1);
@@ -710,22 +741,32 @@ int main(int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         }
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else {
-            fputs(usage, stderr);
+        const char *val = NULL;
+        if (!strcmp(argv[i], "--quick")) {
+            quick = 1;
+        } else if (!strncmp(argv[i], "--reps", 6) && (argv[i][6] == '=' || (argv[i][6] == '\0' && i + 1 < argc))) {
+            val = argv[i][6] == '=' ? argv[i] + 7 : argv[++i];
+            char *end;
+            long r = strtol(val, &end, 10);
+            if (end == val || *end || r < 1 || r > 64) {
+                fprintf(stderr, "%s: --reps: '%s' is not an integer in [1, 64]\n%s", g_prog, val, usage);
+                return 2;
+            }
+            g_reps = (int)r;
+        } else if (!strncmp(argv[i], "--only", 6) && (argv[i][6] == '=' || (argv[i][6] == '\0' && i + 1 < argc))) {
+            only = argv[i][6] == '=' ? argv[i] + 7 : argv[++i];
+        } else {
+            fprintf(stderr, "%s: %s '%s'\n%s", g_prog, argv[i][0] == '-' ? "unknown option or a missing value:" :
+                    "unexpected argument", argv[i], usage);
             return 2;
         }
     }
     int known = !only;
     for (int g = 0; g < 5 && !known; g++) known = !strcmp(only, groups[g]);
     if (!known) {
-        fprintf(stderr, "bench: --only %s: not one of fwd, bwd, layer, decode, mem\n%s", only, usage);
+        fprintf(stderr, "%s: --only %s: not one of fwd, bwd, layer, decode, mem\n%s", g_prog, only, usage);
         return 2;
     }
-    if (g_reps < 1) g_reps = 1;
-    if (g_reps > 64) g_reps = 64;
     g_threads = sattn_get_num_threads();
     openblas_set_num_threads(g_threads);
 
@@ -738,8 +779,10 @@ int main(int argc, char **argv)
     g_peak = measure_peak();
     g_bw = measure_bandwidth();
     if (g_tty) fprintf(stderr, "\r\033[K");
-    printf("sattn %s, %s kernels, %d threads; OpenBLAS core %s\n", sattn_version(), sattn_isa(), g_threads,
-           openblas_get_corename());
+    char cpu[256];
+    cpu_name(cpu, sizeof cpu);
+    printf("CPU: %s; sattn %s, %s kernels, %d threads\n", cpu, sattn_version(), sattn_isa(), g_threads);
+    printf("baseline: %s, core %s, from %s\n", openblas_get_config(), openblas_get_corename(), openblas_path());
     printf("measured: FMA peak %.1f GFLOP/s, memory read bandwidth %.1f GB/s (%s); medians of %d runs\n",
            g_peak, g_bw, g_huge_kib >= ((size_t)256 << 10) ? "2 MiB pages" : "4 KiB pages: no huge pages granted",
            g_reps);

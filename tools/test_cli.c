@@ -1017,8 +1017,14 @@ static void test_usage(void)
     /* bench: runs the benchmark program with the arguments, which refuses this group;
        without the program, says what to install */
     rc = run_sattn("bench", "--only", "nothing", NULL);
-    check((rc == 2 && strstr(err_text, "--only")) || (rc == 1 && strstr(err_text, "OpenBLAS")),
-          "sattn bench --only nothing: exit %d (%s)", rc, err_text);
+    check((rc == 2 && strstr(err_text, "sattn bench: --only nothing")) || (rc == 1 && strstr(err_text, "OpenBLAS")),
+          "sattn bench --only nothing: exit %d, its message names 'sattn bench' (%s)", rc, err_text);
+    static const char *const bad_reps[] = {"0", "-3", "65", "x", ""};
+    for (size_t i = 0; i < sizeof bad_reps / sizeof bad_reps[0]; i++) {
+        rc = run_sattn("bench", "--reps", bad_reps[i], NULL);
+        check((rc == 2 && strstr(err_text, "sattn bench: --reps")) || (rc == 1 && strstr(err_text, "OpenBLAS")),
+              "sattn bench --reps '%s': exit %d, refused (%s)", bad_reps[i], rc, err_text);
+    }
 }
 
 /* ---- show ---- */
