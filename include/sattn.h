@@ -340,12 +340,22 @@ SATTN_API const char *sattn_gemm_backend(void);
    thread's next sattn call. */
 SATTN_API const char *sattn_last_error(void);
 
-/* Threads used by later calls; 0 (or negative) = every core. Results do not depend
-   on it: the same inputs give the same bits for any thread count. */
+/* The most threads later calls use; 0 (or negative) = OpenMP's default, which is
+   OMP_NUM_THREADS when set, else every core. Results do not depend on it: the same
+   inputs give the same bits for any thread count.
+   Within that bound a call uses one thread when its work is small (a few million
+   flops), and, when its last parallel regions found their threads waiting for cores
+   that other processes hold, one thread for calls of moderate size (under about
+   2 GFLOP) for 0.2 s, then looks again (backing off up to 3.2 s while the machine
+   stays busy): a library must not make a busy peer share its core, nor wait on it. */
 SATTN_API void sattn_set_num_threads(int n);
 
-/* The thread count the next call will use. */
+/* The bound set by sattn_set_num_threads (or OpenMP's default). */
 SATTN_API int sattn_get_num_threads(void);
+
+/* The threads sattn would use now for a parallel loop of `flops` work, by the rules
+   above: for a caller's own loops beside sattn's calls (the sattn program's model). */
+SATTN_API int sattn_suggest_threads(double flops);
 
 /* "MAJOR.MINOR.PATCH". */
 SATTN_API const char *sattn_version(void);

@@ -43,6 +43,7 @@ typedef struct fwd_ctx {
     uint8_t *bad;
     int64_t g0, nkb;
     size_t block_floats;
+    double work; /* flops of the call, for its thread count */
 } fwd_ctx;
 
 /* Per-thread scratch, in floats. */
@@ -531,16 +532,19 @@ static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
         x.part_mx = x.part + n * (size_t)pr->head_dim_v;
         x.part_sum = x.part_mx + n;
     }
-    int threads = sattn__threads();
-    if (threads > items) threads = (int)items;
+    const int threads = sattn__threads_for(c->work, items);
     size_t stride;
     float *scratch = sattn__scratch_alloc(fwd_scratch_floats(pr, (size_t)x.rows), threads, &stride);
     if (!scratch) {
         free(x.part);
         return SATTN_ERR_NOMEM;
     }
-    SATTN__OMP(omp parallel num_threads(threads))
+    sattn__par par;
+    sattn__par_begin(&par, threads);
+    SATTN__OMP(omp parallel num_threads(threads) if (threads > 1))
     {
+        sattn__par_mark mark;
+        sattn__par_enter(&par, &mark);
         fwd_scratch w;
         fwd_scratch_layout(pr, (size_t)x.rows, scratch + (size_t)sattn__thread_id() * stride, &w);
         SATTN__OMP(omp for schedule(dynamic, 1))
@@ -549,7 +553,9 @@ static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
             SATTN__OMP(omp for schedule(static))
             for (int64_t g = 0; g < groups; g++) split_merge(&x, g, &w);
         }
+        sattn__par_leave(&par, &mark);
     }
+    sattn__par_end(&par);
     sattn__scratch_free(scratch);
     free(x.part);
     return SATTN_OK;
@@ -568,7 +574,10 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
     const int64_t items_per_group = pr.group * nqb;
     if (groups * items_per_group == 0) return SATTN_OK;
 
-    fwd_ctx c = {&pr, sattn__kernels_get(), q, k, v, out, lse, NULL, NULL, 0, nkb, 0};
+    fwd_ctx c = {&pr, sattn__kernels_get(), q, k, v, out, lse, NULL, NULL, 0, nkb, 0, 0};
+    /* flops of the whole call (Q·Kᵀ and P·V), about half under a causal rule */
+    c.work = 2.0 * (double)pr.batch * (double)pr.heads_q * (double)pr.seq_q * (double)pr.seq_kv *
+             (double)(pr.head_dim + pr.head_dim_v) * (p->causal ? 0.5 : 1.0);
     if (pr.group * pr.seq_q <= SATTN__BQ) return forward_split(&c, groups, nkb);
     c.block_floats = (size_t)SATTN__BK * (size_t)(pr.head_dim + pr.head_dim_v);
     /* Pack when a panel is read by more than one query block and a group fits the cap. */
@@ -581,8 +590,7 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
         if (!c.pack) return sattn__fail_nomem((size_t)chunk * group_bytes);
         c.bad = (uint8_t *)(c.pack + (size_t)(chunk * nkb) * c.block_floats);
     }
-    int threads = sattn__threads();
-    if (threads > chunk * items_per_group) threads = (int)(chunk * items_per_group);
+    const int threads = sattn__threads_for(c.work, chunk * items_per_group);
     size_t stride;
     float *scratch = sattn__scratch_alloc(fwd_scratch_floats(&pr, SATTN__BQ), threads, &stride);
     if (!scratch) {
@@ -593,8 +601,12 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
     for (int64_t g0 = 0; g0 < groups; g0 += chunk) {
         const int64_t ng = groups - g0 < chunk ? groups - g0 : chunk;
         c.g0 = g0;
-        SATTN__OMP(omp parallel num_threads(threads))
+        sattn__par par;
+        sattn__par_begin(&par, threads);
+        SATTN__OMP(omp parallel num_threads(threads) if (threads > 1))
         {
+            sattn__par_mark mark;
+            sattn__par_enter(&par, &mark);
             if (c.pack) {
                 SATTN__OMP(omp for schedule(static))
                 for (int64_t it = 0; it < ng * nkb; it++) pack_block(&c, g0 + it / nkb, it % nkb);
@@ -615,7 +627,9 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
                 int mq = (int)(s.rows_q - i0 < SATTN__BQ ? s.rows_q - i0 : SATTN__BQ);
                 forward_block(&c, &s, h, i0, mq, &w);
             }
+            sattn__par_leave(&par, &mark);
         }
+        sattn__par_end(&par);
     }
     sattn__scratch_free(scratch);
     free(c.pack);

@@ -122,9 +122,12 @@ static void run_chunk(const gemm_job *g, int threads, int64_t kb0, int64_t kb1, 
 {
     const int64_t nkb = kb1 - kb0;
     const int64_t stiles = (ns + TS - 1) / TS, ntiles = g->mtiles * stiles;
-    (void)threads;
-    SATTN__OMP(omp parallel num_threads(threads))
+    sattn__par par;
+    sattn__par_begin(&par, threads);
+    SATTN__OMP(omp parallel num_threads(threads) if (threads > 1))
     {
+        sattn__par_mark mark;
+        sattn__par_enter(&par, &mark);
         float *ascratch = g->ascratch ? g->ascratch + (size_t)sattn__thread_id() * g->astride : NULL;
         if (!g->b_in_place) {
             SATTN__OMP(omp for schedule(static))
@@ -156,7 +159,9 @@ static void run_chunk(const gemm_job *g, int threads, int64_t kb0, int64_t kb1, 
                 }
             }
         }
+        sattn__par_leave(&par, &mark);
     }
+    sattn__par_end(&par);
 }
 
 /* A few rows against op(B) = Bᵀ read in place: the table's dot-product kernel, over
@@ -166,7 +171,7 @@ static void small_nt(const gemm_job *g, int threads)
 {
     const int64_t groups = (g->N + NS - 1) / NS;
     (void)threads;
-    SATTN__OMP(omp parallel for num_threads(threads) schedule(static))
+    SATTN__OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t t = 0; t < groups; t++) {
         int64_t j0 = t * NS;
         g->kt->gemm_nt(g->C + j0, (int)g->ldc, g->A, (int)g->lda, g->B + j0 * g->ldb, (int)g->ldb, (int)g->M,
@@ -179,9 +184,7 @@ static sattn_status builtin_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t 
 {
     gemm_job g = {.ta = ta, .tb = tb, .accumulate = accumulate, .M = M, .N = N, .K = K,
                   .lda = lda, .ldb = ldb, .ldc = ldc, .A = A, .B = B, .C = C, .kt = sattn__kernels_get()};
-    int threads = sattn__threads();
-    /* below about a million multiply-adds, starting threads costs more than it saves */
-    if ((double)M * (double)N * (double)K < 1e6) threads = 1;
+    int threads = sattn__threads_for(2.0 * (double)M * (double)N * (double)K, INT64_MAX);
 
     if (tb && !ta && !accumulate && M <= SMALL_M && fits_int(K) && fits_int(lda) && fits_int(ldb) &&
         fits_int(ldc)) {
@@ -371,9 +374,7 @@ static void blas_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const fl
     tm = (M + bm - 1) / bm;
     tn = (N + bn - 1) / bn;
     int64_t tiles = tm * tn;
-    int threads = sattn__threads();
-    if (threads > tiles) threads = (int)tiles;
-    (void)threads;
+    const int threads = sattn__threads_for(2.0 * (double)M * (double)N * (double)K, tiles);
 
     int omp = blas.set_omp_threads != NULL, saved = 0;
     if (omp) {
@@ -384,8 +385,12 @@ static void blas_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const fl
         saved = blas.get_threads();
         blas.set_threads(1);
     }
-    SATTN__OMP(omp parallel num_threads(threads))
+    sattn__par par;
+    sattn__par_begin(&par, threads);
+    SATTN__OMP(omp parallel num_threads(threads) if (threads > 1))
     {
+        sattn__par_mark mark;
+        sattn__par_enter(&par, &mark);
         /* the setting is per thread: inherited where OpenBLAS's runtime is sattn's,
            else made here for each thread sattn's runtime started */
         if (omp) blas.set_omp_threads(1);
@@ -399,7 +404,9 @@ static void blas_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const fl
                        (int)K, 1.0f, a, (int)lda, b, (int)ldb, accumulate ? 1.0f : 0.0f, C + i0 * ldc + j0,
                        (int)ldc);
         }
+        sattn__par_leave(&par, &mark);
     }
+    sattn__par_end(&par);
     if (omp) {
         blas.set_omp_threads(saved);
     } else {

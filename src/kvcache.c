@@ -278,9 +278,9 @@ static void store_tokens(const sattn_kvcache *c, void *dst, int64_t dim, const f
     const size_t row_bytes = (size_t)dim * c->es;
     const int dt = (int)c->dtype;
     const int64_t cap = c->capacity, hkv = c->heads_kv;
-    const int threads = heads * n * dim >= (1 << 16) ? sattn__threads() : 1;
+    const int threads = sattn__threads_for(10.0 * (double)heads * (double)n * (double)dim, heads);
     (void)threads; /* unused without OpenMP */
-    SATTN__OMP(omp parallel for num_threads(threads) schedule(static))
+    SATTN__OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t bh = 0; bh < heads; bh++) {
         const float *s = src + (bh / hkv) * st[0] + (bh % hkv) * st[2];
         char *d = (char *)dst + (size_t)(bh * cap + row0) * row_bytes;

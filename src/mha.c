@@ -179,11 +179,17 @@ static sattn_status reserve(float **buf, size_t *cap, size_t n)
     return SATTN_OK;
 }
 
+/* The thread rule's work per element of a memory-bound loop: such a loop runs at a few
+   elements per nanosecond, a tenth of the flop rate, so one element counts as ten. */
+#define ELEMWISE_WORK 10.0
+
 /* dst (rows, cols) f32 = src (rows, cols) stored as dtype, both packed. */
 static void load_matrix(float *dst, const void *src, int64_t rows, int64_t cols, sattn_dtype dtype)
 {
     const size_t es = (size_t)sattn__dtype_size(dtype);
-    SATTN__OMP(omp parallel for schedule(static) num_threads(sattn__threads()))
+    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)cols, rows);
+    (void)threads;
+    SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
         sattn__load_rows(dst + r * cols, (int)cols, (const char *)src + (size_t)(r * cols) * es, cols, 1,
                          (int)cols, dtype, 1.0f);
@@ -193,7 +199,9 @@ static void load_matrix(float *dst, const void *src, int64_t rows, int64_t cols,
 static void store_matrix(void *dst, const float *src, int64_t rows, int64_t cols, sattn_dtype dtype)
 {
     const size_t es = (size_t)sattn__dtype_size(dtype);
-    SATTN__OMP(omp parallel for schedule(static) num_threads(sattn__threads()))
+    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)cols, rows);
+    (void)threads;
+    SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
         sattn__store_rows((char *)dst + (size_t)(r * cols) * es, cols, src + r * cols, (int)cols, 1, (int)cols,
                           dtype, 1.0f);
@@ -202,7 +210,9 @@ static void store_matrix(void *dst, const float *src, int64_t rows, int64_t cols
 /* Y (rows, n) += b (n) on every row. */
 static void add_bias(float *Y, const float *b, int64_t rows, int64_t n)
 {
-    SATTN__OMP(omp parallel for schedule(static) num_threads(sattn__threads()))
+    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)n, rows);
+    (void)threads;
+    SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < n; c++) Y[r * n + c] += b[c];
 }
@@ -210,7 +220,9 @@ static void add_bias(float *Y, const float *b, int64_t rows, int64_t n)
 /* g (n) += sum over rows of dY (rows, n), rows in order: the same bits for any thread count. */
 static void add_colsums(float *g, const float *dY, int64_t rows, int64_t n)
 {
-    SATTN__OMP(omp parallel for schedule(static) num_threads(sattn__threads()))
+    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)n, n);
+    (void)threads;
+    SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t c = 0; c < n; c++) {
         float s = 0.0f;
         for (int64_t r = 0; r < rows; r++) s += dY[r * n + c];
@@ -481,7 +493,9 @@ sattn_status sattn_mha_decode(sattn_mha *m, sattn_kvcache *cache, const sattn_pa
     void *out = of;
     if (ci.dtype != SATTN_F32) { /* q and out in the cache's dtype, packed */
         q = qh, out = oh;
-        SATTN__OMP(omp parallel for schedule(static) num_threads(sattn__threads()))
+        const int threads = sattn__threads_for(ELEMWISE_WORK * (double)T * (double)m->HD, T);
+        (void)threads;
+        SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
         for (int64_t t = 0; t < T; t++)
             sattn__store_rows((char *)qh + (size_t)(t * m->HD) * es, m->HD, qkv + t * m->C, (int)m->HD, 1,
                               (int)m->HD, ci.dtype, 1.0f);

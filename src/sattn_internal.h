@@ -68,8 +68,44 @@ sattn_status sattn__fail(const char *fmt, ...)
     ;
 sattn_status sattn__fail_nomem(size_t bytes);
 
-/* Threads the next parallel region uses (>= 1). */
+/* ---- threads (sattn.c) ----
+   A library runs inside other programs, often on machines with other work. The
+   configured count (sattn_set_num_threads, else OpenMP's default, which honours
+   OMP_NUM_THREADS) is an upper bound; a call uses one thread when its work is small
+   (a parallel region costs microseconds to start, and far more when a core is busy),
+   and each parallel region measures how long its threads waited for a core (a late
+   start, or time holding work without running): when that is over a sixth, calls
+   smaller than SATTN__LARGE_WORK run on one thread for SATTN__BACKOFF_NS, so that a
+   busy peer process is not made to share its core, nor we to wait on it. Results
+   never depend on the count. Measured in BENCHMARKS.md (bench/shared_machine.c). */
+
+/* The configured thread count (>= 1). */
 int sattn__threads(void);
+/* Work in flops (or the equivalent): below SMALL one thread; above LARGE threads even
+   while the machine looks busy (a region that long pays for a late thread). */
+#define SATTN__SMALL_WORK 1.5e6
+#define SATTN__LARGE_WORK 2.0e9
+#define SATTN__BACKOFF_NS 200000000 /* 0.2 s */
+#define SATTN__LOST_NS 500000       /* 0.5 ms */
+#define SATTN__BACKOFF_DOUBLINGS 4  /* at most 16 * 0.2 s between looks */
+/* The thread count for a call of that much work spread over that many items. */
+int sattn__threads_for(double work, int64_t items);
+
+/* One parallel region's measure: begin before it, enter/leave in each thread around its
+   work, end after it. With threads <= 1 all of them do nothing. */
+#define SATTN__PAR_MAX 64
+typedef struct sattn__par {
+    int threads;
+    int64_t t0;
+    int64_t lost[SATTN__PAR_MAX]; /* ns, per thread */
+} sattn__par;
+typedef struct sattn__par_mark {
+    int64_t wall, cpu;
+} sattn__par_mark;
+void sattn__par_begin(sattn__par *p, int threads);
+void sattn__par_enter(const sattn__par *p, sattn__par_mark *m);
+void sattn__par_leave(sattn__par *p, const sattn__par_mark *m);
+void sattn__par_end(const sattn__par *p);
 
 /* OpenMP when built with it; the pragmas vanish otherwise. */
 #ifdef _OPENMP

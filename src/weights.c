@@ -157,15 +157,20 @@ sattn_status sattn_attention_weights(const sattn_params *p, const void *q, const
     const int64_t items = pr.batch * nh * nqb * nkb;
     if (items == 0) return SATTN_OK;
 
-    int threads = sattn__threads();
-    if (threads > items) threads = (int)items;
+    const double work = 2.0 * (double)pr.batch * (double)pr.heads_q * (double)rows * (double)pr.seq_kv *
+                        (double)pr.head_dim;
+    const int threads = sattn__threads_for(work, items);
     size_t stride;
     float *scratch = sattn__scratch_alloc(wts_scratch_floats(&pr), threads, &stride);
     if (!scratch) return SATTN_ERR_NOMEM;
 
     const wts_ctx c = {&pr, sattn__kernels_get(), q, k, lse, row0, rows, average != 0, w};
-    SATTN__OMP(omp parallel num_threads(threads))
+    sattn__par par;
+    sattn__par_begin(&par, threads);
+    SATTN__OMP(omp parallel num_threads(threads) if (threads > 1))
     {
+        sattn__par_mark mark;
+        sattn__par_enter(&par, &mark);
         wts_scratch ws;
         wts_scratch_layout(&pr, scratch + (size_t)sattn__thread_id() * stride, &ws);
         SATTN__OMP(omp for schedule(dynamic, 1))
@@ -176,7 +181,9 @@ sattn_status sattn_attention_weights(const sattn_params *p, const void *q, const
             int64_t hg = average ? -1 : rest % nh;
             weights_item(&c, rest / nh, hg, qb, kb, &ws);
         }
+        sattn__par_leave(&par, &mark);
     }
+    sattn__par_end(&par);
     sattn__scratch_free(scratch);
     return SATTN_OK;
 }

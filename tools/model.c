@@ -148,8 +148,11 @@ struct model {
 static void gemm(float *c, const float *a, const float *b, const float *bias, int accumulate, int m, int n, int k,
                  int nt)
 {
+    /* sattn's rule for the count: one thread for small products or on a busy machine */
+    int want = sattn_suggest_threads(2.0 * m * n * k);
+    if (want < nt) nt = want;
     (void)nt; /* unused when built without OpenMP */
-    CLI_OMP(omp parallel for num_threads(nt) schedule(static))
+    CLI_OMP(omp parallel for num_threads(nt) schedule(static) if (nt > 1))
     for (int i = 0; i < m; i++) {
         const float *ai = a + (size_t)i * (size_t)k;
         float *ci = c + (size_t)i * (size_t)n;
