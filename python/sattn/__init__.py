@@ -31,7 +31,9 @@ __version__ = _clib.sattn_version().decode()
 
 
 def set_num_threads(n):
-    """Threads used by later calls; 0 (or negative) = every core. Results do not depend on it."""
+    """The most threads later calls use; 0 (or negative) = OpenMP's default (OMP_NUM_THREADS,
+    else every core). Small calls, and calls on a machine whose cores other processes hold,
+    use one. Results do not depend on it."""
     n = int(n)
     if not -2**31 <= n < 2**31:
         raise Error(f"n must fit a C int, [-2**31, 2**31) (got {n})")
