@@ -3,7 +3,7 @@
  * The input draws a problem: shapes (odd sizes, GQA, head_dim_v), dtype, layouts
  * (packed, BHSD, padded with gaps), causal rules, windows (huge bounds too), key and
  * query lengths, packed variable-length batches, bias and mask in broadcast shapes,
- * ALiBi, softcap, dropout, NaN in padding, extreme logits. tests/testutil builds its
+ * ALiBi, softcap, dropout, NaN in padding. tests/testutil builds its
  * buffers exactly as sattn.h sizes them, with sentinel gaps; the library's forward and
  * backward must match the double-precision reference (tests/ref) within the suite's
  * tolerances, and give the same bits with one thread as with two.
@@ -33,6 +33,7 @@ static unsigned take(bytes *b, unsigned range) /* 0 .. range-1 */
 
 static void finding(const char *what, const tu_case *c)
 {
+    fflush(stdout);
     fprintf(stderr, "fuzz_api: %s\n  case: %s\n", what, tu_case_str(c));
     abort();
 }
@@ -49,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int init;
-    if (!init) tu_quiet = 1, init = 1;
+    if (!init) tu_quiet = getenv("FUZZ_VERBOSE") == NULL, init = 1;
     bytes b = {data, size, 0};
     static const int64_t sizes[] = {0, 1, 2, 7, 13, 63, 64, 65, 97};
     static const int64_t windows[] = {0, 1, 3, 17, -5, INT64_MAX, INT64_MAX - 1, (int64_t)1 << 40};
@@ -77,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.seed = take(&b, 65536);
     s.nan_pad = take(&b, 2);
     s.scale = take(&b, 4) == 0 ? (float)(take(&b, 100) + 1) / 64.0f : 0.0f;
-    s.qk_scale = take(&b, 8) == 0 ? 100.0 : 1.0; /* large logits now and then */
+    /* q and k of spread 1: the suite's tolerances are derived for that; extreme logits are
+       test_masks_edge's, built so that every score is exact */
     s.data_seed = take(&b, 65536);
     const int backward = take(&b, 2);
     /* a broadcast batch axis is read-only: the backward writes dq/dk/dv with those strides */
@@ -104,12 +106,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* one field broken: refused, with a message, and nothing written */
     sattn_params p = c.p;
     const unsigned breakage = take(&b, 10);
-    if (breakage == 3 && c.to.count == 0) goto done; /* no output rows: any o_stride is valid */
     switch (breakage) {
     case 0: p.scale = NAN; break;
     case 1: p.head_dim = -p.head_dim; break;
     case 2: p.heads_kv = p.heads_q + 1; break;
-    case 3: p.o_stride[0] = INT64_MAX - 2, p.o_stride[1] = 1, p.o_stride[2] = 1; break;
+    case 3: p.o_stride[0] = 1, p.o_stride[1] = -3, p.o_stride[2] = 1; break;
     case 4: p.softcap = -1.0f; break;
     case 5: p.dropout_p = 1.0f; break;
     case 6: p.causal = (sattn_causal)7; break;
@@ -120,10 +121,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     void *o3 = tu_alloc_sentinel(nout);
     float *l3 = tu_alloc_sentinel(nlse);
     sattn_status st3 = sattn_forward(&p, c.q, c.k, c.v, o3, l3);
-    if (st3 == SATTN_OK || !sattn_last_error()[0] || !all_sentinel(o3, nout) || !all_sentinel(l3, nlse))
+    if (st3 == SATTN_OK || !sattn_last_error()[0] || !all_sentinel(o3, nout) || !all_sentinel(l3, nlse)) {
+        fprintf(stderr, "fuzz_api: breakage %u: status %d, message \"%s\"\n", breakage, (int)st3, sattn_last_error());
         finding("a broken field was not refused cleanly (status, message, untouched outputs)", &c);
+    }
     free(o3), free(l3);
-done:
     free(o1), free(o2), free(l1), free(l2);
     tu_case_free(&c);
     return 0;
