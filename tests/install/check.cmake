@@ -1,7 +1,7 @@
 # ctest "install": installs the build tree into a fresh prefix, builds the consumer
 # project against it with find_package(sattn), runs both of its programs, and runs the
 # installed bin/sattn with LD_LIBRARY_PATH unset.
-#   cmake -DBUILD=<build dir> -DSRC=<source dir> -DWORK=<scratch dir> -P check.cmake
+#   cmake -DBUILD=<build dir> -DSRC=<source dir> -DWORK=<scratch dir> -DCC=<compiler> -P check.cmake
 file(REMOVE_RECURSE "${WORK}")
 set(prefix "${WORK}/prefix")
 function(run)
@@ -13,7 +13,7 @@ function(run)
 endfunction()
 run(${CMAKE_COMMAND} --install "${BUILD}" --prefix "${prefix}")
 run(${CMAKE_COMMAND} -S "${SRC}/tests/install/consumer" -B "${WORK}/consumer" -DCMAKE_PREFIX_PATH=${prefix}
-    -DCMAKE_BUILD_TYPE=Release)
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=${CC})
 run(${CMAKE_COMMAND} --build "${WORK}/consumer")
 set(ENV{LD_LIBRARY_PATH} "")
 foreach(prog consumer consumer_static)
