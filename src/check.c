@@ -49,20 +49,16 @@ sattn_status sattn__resolve_strides(const char *name, const int64_t in[3], int64
    extent dim with stride 1) must be an int64: every offset the kernels form is then
    exact. On overflow the message names the tensor. */
 static sattn_status check_span(const char *name, const char *tensor, const int64_t *st, const int64_t *ext,
-                               int naxes, int64_t dim, int64_t *span)
+                               int naxes, int64_t dim)
 {
     int64_t last = dim > 0 ? dim - 1 : 0, t;
     for (int a = 0; a < naxes; a++) {
-        if (ext[a] == 0) { /* no elements */
-            *span = 0;
-            return SATTN_OK;
-        }
+        if (ext[a] == 0) return SATTN_OK; /* no elements */
         if (!sattn__mul_ok(st[a], ext[a] - 1, &t) || !sattn__add_ok(last, t, &last))
             return sattn__fail("%s: the strides place elements of %s past what an int64 offset "
                                "counts (axis %d: stride %lld, extent %lld)",
                                name, tensor, a, (long long)st[a], (long long)ext[a]);
     }
-    *span = last;
     return SATTN_OK;
 }
 
@@ -73,8 +69,7 @@ static sattn_status check_no_overlap(const char *name, const char *tensor, const
                                      const int64_t ext[3], int64_t dim)
 {
     static const char *axis[3] = {"batch", "seq", "head"};
-    int64_t total;
-    TRY(check_span(name, tensor, st, ext, 3, dim, &total));
+    TRY(check_span(name, tensor, st, ext, 3, dim));
     for (int a = 0; a < 3; a++)
         if (ext[a] == 0) return SATTN_OK; /* no elements, nothing to overlap */
     int64_t s[4], e[4];
@@ -138,6 +133,13 @@ static sattn_status check_strides4(const char *name, const int64_t st[4])
         if (st[a] < 0)
             return sattn__fail("%s[%d] must be >= 0 (got %lld)", name, a, (long long)st[a]);
     return SATTN_OK;
+}
+
+/* A window side as the tile rules read it: 0 (unbounded) for <= 0, at most
+   SATTN__WINDOW_MAX (already past every key). */
+static int64_t window_side(int64_t w)
+{
+    return w <= 0 ? 0 : w < SATTN__WINDOW_MAX ? w : SATTN__WINDOW_MAX;
 }
 
 #define NEED(ptr, cond, what)                                                           \
@@ -209,10 +211,9 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     int64_t rows_kv = p->cu_seqlens_kv ? p->cu_seqlens_kv[p->batch] : p->seq_kv;
     int64_t ext_q[3] = {p->cu_seqlens_q ? 1 : p->batch, rows_q, p->heads_q};
     int64_t ext_kv[3] = {p->cu_seqlens_kv ? 1 : p->batch, rows_kv, heads_kv};
-    int64_t span;
-    TRY(check_span("q_stride", "q", qs, ext_q, 3, p->head_dim, &span));
-    TRY(check_span("k_stride", "k", ks, ext_kv, 3, p->head_dim, &span));
-    TRY(check_span("v_stride", "v", vs, ext_kv, 3, dv_dim, &span));
+    TRY(check_span("q_stride", "q", qs, ext_q, 3, p->head_dim));
+    TRY(check_span("k_stride", "k", ks, ext_kv, 3, p->head_dim));
+    TRY(check_span("v_stride", "v", vs, ext_kv, 3, dv_dim));
     if (which != SATTN__WEIGHTS) TRY(check_no_overlap("o_stride", "out", os, ext_q, dv_dim));
     if (which == SATTN__BACKWARD) {
         TRY(check_no_overlap("q_stride", "dq", qs, ext_q, p->head_dim));
@@ -224,11 +225,11 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     const int64_t ext4[4] = {p->batch, p->heads_q, p->seq_q, p->seq_kv};
     if (p->bias) {
         TRY(check_strides4("bias_stride", p->bias_stride));
-        TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1, &span));
+        TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1));
     }
     if (p->mask) {
         TRY(check_strides4("mask_stride", p->mask_stride));
-        TRY(check_span("mask_stride", "mask", p->mask_stride, ext4, 4, 1, &span));
+        TRY(check_span("mask_stride", "mask", p->mask_stride, ext4, 4, 1));
     }
     if (p->alibi_slopes)
         for (int64_t h = 0; h < p->heads_q; h++)
@@ -278,8 +279,8 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->dropout_scale = 1.0f / (1.0f - p->dropout_p);
     prob->dropout_threshold = sattn__dropout_threshold(p->dropout_p);
     prob->total_q = rows_q;
-    prob->window_left = p->window_left <= 0 ? 0 : p->window_left < SATTN__WINDOW_MAX ? p->window_left : SATTN__WINDOW_MAX;
-    prob->window_right = p->window_right <= 0 ? 0 : p->window_right < SATTN__WINDOW_MAX ? p->window_right : SATTN__WINDOW_MAX;
+    prob->window_left = window_side(p->window_left);
+    prob->window_right = window_side(p->window_right);
     prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
     return SATTN_OK;
 }

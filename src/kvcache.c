@@ -278,7 +278,7 @@ static void store_tokens(const sattn_kvcache *c, void *dst, int64_t dim, const f
     const size_t row_bytes = (size_t)dim * c->es;
     const int dt = (int)c->dtype;
     const int64_t cap = c->capacity, hkv = c->heads_kv;
-    const int threads = sattn__threads_for(10.0 * (double)heads * (double)n * (double)dim, heads);
+    const int threads = sattn__threads_elementwise((double)heads * (double)n * (double)dim, heads);
     (void)threads; /* unused without OpenMP */
     SATTN__OMP(omp parallel for num_threads(threads) schedule(static) if (threads > 1))
     for (int64_t bh = 0; bh < heads; bh++) {
@@ -473,7 +473,7 @@ sattn_status sattn__kvcache_check_step(const sattn_kvcache *c, const sattn_param
 
 void sattn__kvcache_mark(const sattn_kvcache *c, sattn__kv_mark *m)
 {
-    m->stored = c->stored, m->length = c->length, m->last_n = c->last_n, m->capacity = c->capacity;
+    m->stored = c->stored, m->length = c->length, m->last_n = c->last_n;
 }
 
 void sattn__kvcache_rollback(sattn_kvcache *c, const sattn__kv_mark *m, int64_t n)

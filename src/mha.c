@@ -179,15 +179,11 @@ static sattn_status reserve(float **buf, size_t *cap, size_t n)
     return SATTN_OK;
 }
 
-/* The thread rule's work per element of a memory-bound loop: such a loop runs at a few
-   elements per nanosecond, a tenth of the flop rate, so one element counts as ten. */
-#define ELEMWISE_WORK 10.0
-
 /* dst (rows, cols) f32 = src (rows, cols) stored as dtype, both packed. */
 static void load_matrix(float *dst, const void *src, int64_t rows, int64_t cols, sattn_dtype dtype)
 {
     const size_t es = (size_t)sattn__dtype_size(dtype);
-    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)cols, rows);
+    const int threads = sattn__threads_elementwise((double)rows * (double)cols, rows);
     (void)threads;
     SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
@@ -199,7 +195,7 @@ static void load_matrix(float *dst, const void *src, int64_t rows, int64_t cols,
 static void store_matrix(void *dst, const float *src, int64_t rows, int64_t cols, sattn_dtype dtype)
 {
     const size_t es = (size_t)sattn__dtype_size(dtype);
-    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)cols, rows);
+    const int threads = sattn__threads_elementwise((double)rows * (double)cols, rows);
     (void)threads;
     SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
@@ -210,7 +206,7 @@ static void store_matrix(void *dst, const float *src, int64_t rows, int64_t cols
 /* Y (rows, n) += b (n) on every row. */
 static void add_bias(float *Y, const float *b, int64_t rows, int64_t n)
 {
-    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)n, rows);
+    const int threads = sattn__threads_elementwise((double)rows * (double)n, rows);
     (void)threads;
     SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
@@ -220,7 +216,7 @@ static void add_bias(float *Y, const float *b, int64_t rows, int64_t n)
 /* g (n) += sum over rows of dY (rows, n), rows in order: the same bits for any thread count. */
 static void add_colsums(float *g, const float *dY, int64_t rows, int64_t n)
 {
-    const int threads = sattn__threads_for(ELEMWISE_WORK * (double)rows * (double)n, n);
+    const int threads = sattn__threads_elementwise((double)rows * (double)n, n);
     (void)threads;
     SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t c = 0; c < n; c++) {
@@ -493,7 +489,7 @@ sattn_status sattn_mha_decode(sattn_mha *m, sattn_kvcache *cache, const sattn_pa
     void *out = of;
     if (ci.dtype != SATTN_F32) { /* q and out in the cache's dtype, packed */
         q = qh, out = oh;
-        const int threads = sattn__threads_for(ELEMWISE_WORK * (double)T * (double)m->HD, T);
+        const int threads = sattn__threads_elementwise((double)T * (double)m->HD, T);
         (void)threads;
         SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
         for (int64_t t = 0; t < T; t++)

@@ -77,7 +77,7 @@ static int64_t thread_cpu_ns(void)
 }
 
 /* Until this time (CLOCK_MONOTONIC ns), calls below SATTN__LARGE_WORK run on one thread:
-   the last parallel region found its threads kept from their cores. */
+   the last two parallel regions found their threads kept from their cores. */
 static atomic_llong sattn__contended_until;
 
 /* SATTN_THREAD_RULES=off: every call uses the configured count (the tests that compare
@@ -140,11 +140,11 @@ void sattn__par_end(const sattn__par *p)
     if (!atomic_exchange(&seen, 1)) return;
     /* More than a sixth of the threads' time lost to waiting for a core, and more than
        SATTN__LOST_NS in all, in two regions running: back off to one thread for calls of
-       moderate size, and look again after SATTN__BACKOFF_NS (twice that each time the look finds the
-       same, up to 16 times). A thread woken from sleep
-       on an idle machine starts late once (tens of microseconds, on a virtual machine
-       whose other core was halted sometimes a millisecond or two), and the next region
-       finds it ready; a core held by another process costs a scheduler slice every time. */
+       moderate size, and look again after SATTN__BACKOFF_NS (twice that each time the
+       look finds the same, up to 16 times). A thread woken from sleep on an idle machine
+       starts late once (tens of microseconds; on a virtual machine whose other core was
+       halted, sometimes a millisecond or two), and the next region finds it ready; a
+       core held by another process costs a scheduler slice every time. */
     static atomic_int strikes, backoffs; /* backoffs: in a row, each twice as long */
     if (6 * lost > (int64_t)n * (end - p->t0) && lost > SATTN__LOST_NS) {
         if (atomic_fetch_add(&strikes, 1) >= 1) {

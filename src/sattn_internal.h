@@ -74,10 +74,10 @@ sattn_status sattn__fail_nomem(size_t bytes);
    OMP_NUM_THREADS) is an upper bound; a call uses one thread when its work is small
    (a parallel region costs microseconds to start, and far more when a core is busy),
    and each parallel region measures how long its threads waited for a core (a late
-   start, or time holding work without running): when that is over a sixth, calls
-   smaller than SATTN__LARGE_WORK run on one thread for SATTN__BACKOFF_NS, so that a
-   busy peer process is not made to share its core, nor we to wait on it. Results
-   never depend on the count. Measured in BENCHMARKS.md (bench/shared_machine.c). */
+   start, or time holding work without running): when two regions in a row lost over a
+   sixth of their time that way, calls smaller than SATTN__LARGE_WORK run on one thread
+   for SATTN__BACKOFF_NS (doubling while it persists), so that a busy peer process is
+   not made to share its core, nor we to wait on it. Results never depend on the count. Measured in BENCHMARKS.md (bench/shared_machine.c). */
 
 /* The configured thread count (>= 1). */
 int sattn__threads(void);
@@ -90,6 +90,13 @@ int sattn__threads(void);
 #define SATTN__BACKOFF_DOUBLINGS 4  /* at most 16 * 0.2 s between looks */
 /* The thread count for a call of that much work spread over that many items. */
 int sattn__threads_for(double work, int64_t items);
+/* The same for a memory-bound loop over `elements` (conversions, copies, sums): such a
+   loop moves a few elements per nanosecond, a tenth of the flop rate, so one element
+   counts as ten flops. */
+static inline int sattn__threads_elementwise(double elements, int64_t items)
+{
+    return sattn__threads_for(10.0 * elements, items);
+}
 
 /* One parallel region's measure: begin before it, enter/leave in each thread around its
    work, end after it. With threads <= 1 all of them do nothing. */
@@ -284,7 +291,7 @@ sattn_status sattn__kvcache_check_step(const sattn_kvcache *c, const sattn_param
 /* The counters of a cache before an append, and the undo of that append of n tokens
    (after a failure later in the step: out of memory). Exact unless the append slid a
    window; then the next append still sees every token it needs. */
-typedef struct { int64_t stored, length, last_n, capacity; } sattn__kv_mark;
+typedef struct { int64_t stored, length, last_n; } sattn__kv_mark;
 void sattn__kvcache_mark(const sattn_kvcache *c, sattn__kv_mark *m);
 void sattn__kvcache_rollback(sattn_kvcache *c, const sattn__kv_mark *m, int64_t n);
 

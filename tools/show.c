@@ -61,11 +61,12 @@ static int read_labels(const char *path, int most, char ***labels, int *n)
     size_t len = 0;
     *labels = calloc((size_t)most + 1, sizeof **labels);
     if (!*labels) status = CLI_ERR_RUNTIME, cli_error(CMD, "out of memory");
-    while (status == CLI_OK && (c = getc(f)) != EOF) {
+    /* a line ends at '\n' or, if it holds anything, at the end of the file */
+    while (status == CLI_OK && ((c = getc(f)) != EOF || len > 0)) {
         if (c == '\0') {
             status = CLI_ERR_INPUT;
             cli_error(CMD, "%s: line %d holds a NUL byte: the labels must be text, one per line", path, count + 1);
-        } else if (c != '\n') {
+        } else if (c != '\n' && c != EOF) {
             if (len == CLI_LABEL_MAX) {
                 status = CLI_ERR_INPUT;
                 cli_error(CMD, "%s: line %d is longer than %d bytes: the labels must be short text, one per line",
@@ -73,29 +74,16 @@ static int read_labels(const char *path, int most, char ***labels, int *n)
             } else {
                 line[len++] = (char)c;
             }
-        } else {
-            if (count == most) {
-                status = CLI_ERR_INPUT;
-                cli_error(CMD, "%s has more than %d lines; the weights have %d keys (one label per key)", path,
-                          most, most);
-                break;
-            }
-            while (len > 0 && line[len - 1] == '\r') len--;
-            line[len] = '\0', len = 0;
-            if (!((*labels)[count] = strdup(line))) status = CLI_ERR_RUNTIME, cli_error(CMD, "out of memory");
-            else count++;
-        }
-    }
-    if (status == CLI_OK && len > 0) { /* a last line without its newline */
-        if (count == most) {
+        } else if (count == most) {
             status = CLI_ERR_INPUT;
             cli_error(CMD, "%s has more than %d lines; the weights have %d keys (one label per key)", path, most,
                       most);
         } else {
             while (len > 0 && line[len - 1] == '\r') len--;
-            line[len] = '\0';
+            line[len] = '\0', len = 0;
             if (!((*labels)[count] = strdup(line))) status = CLI_ERR_RUNTIME, cli_error(CMD, "out of memory");
             else count++;
+            if (c == EOF) break;
         }
     }
     if (status == CLI_OK && ferror(f)) status = CLI_ERR_IO, cli_error(CMD, "cannot read %s", path);

@@ -262,10 +262,9 @@ int cli_outfile_open(cli_outfile *o, const char *path, char *err, size_t errlen)
         int e = errno;
         char *d = dir_of(o->target);
         struct stat ds;
+        /* (a directory that is a file was found by the stat above) */
         if (e == ENOENT && d && stat(d, &ds) != 0)
             snprintf(err, errlen, "cannot write %s: the directory %s does not exist", path, d);
-        else if (e == ENOTDIR)
-            snprintf(err, errlen, "cannot write %s: %s is not a directory", path, d ? d : "its directory");
         else
             snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
         free(d);
