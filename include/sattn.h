@@ -357,6 +357,19 @@ SATTN_API int sattn_get_num_threads(void);
    above: for a caller's own loops beside sattn's calls (the sattn program's model). */
 SATTN_API int sattn_suggest_threads(double flops);
 
+/* C = op(A) · op(B), or C += op(A) · op(B) when accumulate != 0: the layer's own f32
+   GEMM (the backend sattn_gemm_backend names, on sattn's threads and thread rules),
+   for a caller's layers beside the attention (a model's feed-forward).
+     op(A) is M x K: A stored M x K, or K x M when trans_a != 0
+     op(B) is K x N: B stored K x N, or N x K when trans_b != 0 (a PyTorch Linear's
+                     (out, in) weight is B with trans_b = 1)
+   All row-major; lda, ldb, ldc are the row strides as stored, each at least its
+   matrix's stored column count. M, N, K >= 0; K = 0 writes zeros (or adds nothing).
+   The same inputs give the same bits for any thread count. C must not overlap A or B. */
+SATTN_API sattn_status sattn_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const float *A,
+                                   int64_t lda, const float *B, int64_t ldb, int accumulate, float *C,
+                                   int64_t ldc);
+
 /* "MAJOR.MINOR.PATCH". */
 SATTN_API const char *sattn_version(void);
 

@@ -447,3 +447,40 @@ const char *sattn__gemm_backend(void)
 }
 
 const char *sattn_gemm_backend(void) { return sattn__gemm_backend(); }
+
+/* The public entry: the internal one after the checks a caller's arguments need.
+   The last element of each matrix, (rows - 1) * ld + cols - 1, must be an int64
+   offset; the GEMM computes no other index larger than that. */
+static int span_ok(int64_t rows, int64_t cols, int64_t ld)
+{
+    int64_t last;
+    return sattn__mul_ok(rows - 1, ld, &last) && sattn__add_ok(last, cols - 1, &last);
+}
+
+sattn_status sattn_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, int accumulate, float *C, int64_t ldc)
+{
+    if (M < 0 || N < 0 || K < 0)
+        return sattn__fail("sgemm: M, N, K must be >= 0 (got %lld, %lld, %lld)", (long long)M, (long long)N,
+                           (long long)K);
+    int64_t a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
+    int64_t b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    if (lda < (a_cols > 1 ? a_cols : 1))
+        return sattn__fail("sgemm: lda = %lld is less than the %lld columns of A as stored", (long long)lda,
+                           (long long)a_cols);
+    if (ldb < (b_cols > 1 ? b_cols : 1))
+        return sattn__fail("sgemm: ldb = %lld is less than the %lld columns of B as stored", (long long)ldb,
+                           (long long)b_cols);
+    if (ldc < (N > 1 ? N : 1))
+        return sattn__fail("sgemm: ldc = %lld is less than N = %lld", (long long)ldc, (long long)N);
+    if (M == 0 || N == 0) return SATTN_OK;
+    if (C == NULL) return sattn__fail("sgemm: C is NULL");
+    if (!span_ok(M, N, ldc)) return sattn__fail("sgemm: C's last element is past an int64 offset");
+    if (K > 0) {
+        if (A == NULL || B == NULL) return sattn__fail("sgemm: %s is NULL", A == NULL ? "A" : "B");
+        if (!span_ok(a_rows, a_cols, lda) || !span_ok(b_rows, b_cols, ldb))
+            return sattn__fail("sgemm: %s's last element is past an int64 offset",
+                               span_ok(a_rows, a_cols, lda) ? "B" : "A");
+    }
+    return sattn__sgemm(trans_a != 0, trans_b != 0, M, N, K, A, lda, B, ldb, accumulate != 0, C, ldc);
+}

@@ -5,9 +5,10 @@
  *   bench.c   sattn bench: runs the benchmark program built beside it
  *   show.c    sattn show: attention weights as a heatmap PNG (heatmap.c draws it)
  *   demo.c    sattn demo: trains a small Transformer (model.c) on sequence reversal
+ *   embed.c   sattn embed: sentence embeddings (libsattn_bert, include/sattn_bert.h)
  *   npy.c     .npy files, png.c PNG files (libpng), util.c options and output files
  *
- * The program uses only the public API, include/sattn.h.
+ * The program uses only the public API, include/sattn.h (and sattn_bert.h).
  */
 #ifndef SATTN_CLI_H
 #define SATTN_CLI_H
@@ -46,6 +47,7 @@ int cli_run(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_show(int argc, char **argv);
 int cli_demo(int argc, char **argv);
+int cli_embed(int argc, char **argv);
 
 /* ---- messages ---- */
 

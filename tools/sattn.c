@@ -4,6 +4,7 @@
  *   sattn bench  the benchmark against unfused attention on OpenBLAS
  *   sattn show   attention weights as a heatmap PNG
  *   sattn demo   a small Transformer that learns to reverse sequences
+ *   sattn embed  sentence embeddings with a BERT model (libsattn_bert)
  *
  * Every subcommand has --help; errors go to stderr, with the exit status of cli.h.
  */
@@ -25,6 +26,7 @@ static const command commands[] = {
     {"bench", cli_bench, "time sattn against unfused attention on OpenBLAS, with a table at the end"},
     {"show", cli_show, "draw attention weights [heads, q, k] as a heatmap PNG, a panel per head"},
     {"demo", cli_demo, "train a small Transformer to reverse sequences; write its attention maps"},
+    {"embed", cli_embed, "sentence embeddings of a file's lines with a BERT model (all-MiniLM-L6-v2)"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
 
