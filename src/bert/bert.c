@@ -614,7 +614,7 @@ static inline float gelu1(float x)
     float half_erfc = az < 4.0f ? 0.5f * e : 0.0f;
     float phi_tail = z < 0 ? half_erfc : 1.0f - half_erfc;
     float phi = az < 0.75f ? phi_small : phi_tail;
-    return x * phi;
+    return phi > 0.0f ? x * phi : -0.0f; /* far below 0: -0, also for x = -inf */
 }
 
 BERT_CLONES
@@ -624,7 +624,7 @@ static void gelu_row(float *restrict r, const float *restrict b, int64_t n)
 }
 
 /* h = gelu(h + b) over each row of I */
-static void bias_gelu(float *h, const float *b, int64_t T, int64_t I)
+void bert__bias_gelu(float *h, const float *b, int64_t T, int64_t I)
 {
     int nt = threads_for(30.0 * (double)T * (double)I);
 #ifdef _OPENMP
@@ -702,7 +702,7 @@ static sattn_bert_status run_encoder(sattn_bert *m, int64_t count, const int32_t
         add_layernorm(m->x, m->y, NULL, ly->ln1_g, ly->ln1_b, T, E, m->eps);
         if (sattn_sgemm(0, 1, T, I, E, m->x, E, ly->w1, E, 0, m->h, I) != SATTN_OK)
             return core_fail("intermediate.dense", l);
-        bias_gelu(m->h, ly->b1, T, I);
+        bert__bias_gelu(m->h, ly->b1, T, I);
         if (sattn_sgemm(0, 1, T, E, I, m->h, I, ly->w2, I, 0, m->y, E) != SATTN_OK)
             return core_fail("output.dense", l);
         add_layernorm(m->x, m->y, ly->b2, ly->ln2_g, ly->ln2_b, T, E, m->eps);

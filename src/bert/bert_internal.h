@@ -21,6 +21,10 @@ sattn_bert_status bert__fail(sattn_bert_status st, const char *fmt, ...)
 #endif
     ;
 
+/* h = gelu(h + b) row by row, h (T, I), b (I): the encoder's activation (exported
+   to the tests, which check it against erf in double). */
+void bert__bias_gelu(float *h, const float *b, int64_t T, int64_t I);
+
 /* ---- safetensors (safetensors.c) ----
  * File: u64 little-endian N, then N bytes of a JSON object
  *   { "name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
