@@ -7,7 +7,10 @@
  * is also set against a read of 128 MiB timed just before it (%beside: the median of
  * the calls' ratios), the memory's speed at that moment.
  *
- *   bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]
+ *   bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem|peak]
+ *
+ * (--only peak measures the peak and bandwidth alone, for other benchmarks' percentages:
+ * bench/embed/bench_embed.py.)
  *
  * While it runs, a progress line on stderr names the case being timed ("[12/40] fwd
  * d=64 N=1024 causal f32", redrawn in place on a terminal, one line per case
@@ -697,7 +700,7 @@ static void memory_case(void)
     if (pid > 0) waitpid(pid, &status, 0);
 }
 
-static const char usage[] = "usage: bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem]\n";
+static const char usage[] = "usage: bench [--quick] [--reps R] [--only fwd|bwd|layer|decode|mem|peak]\n";
 
 /* The CPU's model name, from /proc/cpuinfo ("unknown CPU" elsewhere). */
 static void cpu_name(char *buf, size_t len)
@@ -735,7 +738,7 @@ int main(int argc, char **argv)
     }
     int quick = 0;
     const char *only = NULL;
-    static const char *const groups[] = {"fwd", "bwd", "layer", "decode", "mem"};
+    static const char *const groups[] = {"fwd", "bwd", "layer", "decode", "mem", "peak"};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage, stdout);
@@ -762,9 +765,9 @@ int main(int argc, char **argv)
         }
     }
     int known = !only;
-    for (int g = 0; g < 5 && !known; g++) known = !strcmp(only, groups[g]);
+    for (int g = 0; g < 6 && !known; g++) known = !strcmp(only, groups[g]);
     if (!known) {
-        fprintf(stderr, "%s: --only %s: not one of fwd, bwd, layer, decode, mem\n%s", g_prog, only, usage);
+        fprintf(stderr, "%s: --only %s: not one of fwd, bwd, layer, decode, mem, peak\n%s", g_prog, only, usage);
         return 2;
     }
     g_threads = sattn_get_num_threads();

@@ -333,7 +333,8 @@ SATTN_API sattn_status sattn_mha_decode(sattn_mha *layer, sattn_kvcache *cache, 
                                         int64_t batch, int64_t n, const void *x, void *y);
 
 /* Which GEMM the layer's projections use: "openblas (CORE)" when a BLAS was found at
-   build time and loads, else "builtin (ISA)". */
+   build time, loads, and runs kernels as wide as the CPU's (AVX2, or AVX-512 on a CPU
+   with it; OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU does not), else "builtin (ISA)". */
 SATTN_API const char *sattn_gemm_backend(void);
 
 /* The message of this thread's last failure ("" if none yet). Valid until this

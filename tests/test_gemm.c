@@ -159,7 +159,8 @@ static int run_case(tu_rng *r, int ta, int tb, int64_t M, int64_t N, int64_t K, 
     float *C0 = malloc(C.bytes);
     memcpy(C0, C.p, C.bytes);
 
-    sattn_status st = sattn__sgemm(ta, tb, M, N, K, A.p, A.ld, B.p, B.ld, accumulate, C.p, C.ld);
+    /* the public entry: its checks, then the internal product */
+    sattn_status st = sattn_sgemm(ta, tb, M, N, K, A.p, A.ld, B.p, B.ld, accumulate, C.p, C.ld);
     compare_result res = {0, 0, -1, -1, 0, 0, 0};
     if (st == SATTN_OK) res = check_product(ta, tb, M, N, K, &A, &B, accumulate, C0, &C);
     int ok = tu_check(st == SATTN_OK && res.bad == 0,
@@ -175,6 +176,35 @@ static int run_case(tu_rng *r, int ta, int tb, int64_t M, int64_t N, int64_t K, 
 }
 
 static int64_t random_pad(tu_rng *r) { return tu_chance(r, 1.0 / 3) ? 0 : tu_range(r, 1, 9); }
+
+/* sattn_sgemm refuses bad arguments with a message naming them, C untouched */
+static void public_errors(void)
+{
+    float a[64], b[64], c[64];
+    for (int i = 0; i < 64; i++) a[i] = b[i] = 1, c[i] = 7;
+    static const struct {
+        int ta, tb;
+        int64_t M, N, K, lda, ldb, ldc;
+        int null_a, null_c;
+        const char *needle;
+    } bad[] = {
+        {0, 0, -1, 2, 2, 2, 2, 2, 0, 0, "M, N, K"},  {0, 0, 2, 2, 3, 2, 2, 2, 0, 0, "lda"},
+        {1, 0, 3, 2, 2, 2, 2, 2, 0, 0, "lda"},       {0, 0, 2, 3, 2, 2, 2, 3, 0, 0, "ldb"},
+        {0, 1, 2, 2, 3, 3, 2, 2, 0, 0, "ldb"},       {0, 0, 2, 3, 2, 2, 3, 2, 0, 0, "ldc"},
+        {0, 0, 2, 2, 2, 2, 2, 2, 1, 0, "A is NULL"}, {0, 0, 2, 2, 2, 2, 2, 2, 0, 1, "C is NULL"},
+        {0, 0, 2, 2, 2, INT64_MAX, 2, 2, 0, 0, "int64"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sattn_status st = sattn_sgemm(bad[i].ta, bad[i].tb, bad[i].M, bad[i].N, bad[i].K, bad[i].null_a ? NULL : a,
+                                      bad[i].lda, b, bad[i].ldb, 0, bad[i].null_c ? NULL : c, bad[i].ldc);
+        int untouched = 1;
+        for (int k = 0; k < 64; k++) untouched &= c[k] == 7;
+        tu_check(st == SATTN_ERR_INVALID && untouched && strstr(sattn_last_error(), bad[i].needle) != NULL,
+                 "sattn_sgemm bad case %zu: status %d, C untouched %d, message \"%s\" names \"%s\"", i, (int)st,
+                 untouched, sattn_last_error(), bad[i].needle);
+    }
+    tu_check(sattn_sgemm(0, 0, 0, 5, 5, NULL, 5, NULL, 5, 0, NULL, 5) == SATTN_OK, "M = 0 with NULL pointers: OK");
+}
 
 /* ---- the grids ---- */
 
@@ -449,6 +479,7 @@ int main(int argc, char **argv)
     tu_rng r;
     tu_seed(&r, 2024);
     side_effects(&r);
+    public_errors();
     edge_grid(&r);
     random_cases(&r, 150);
     blocking_cases(&r);
