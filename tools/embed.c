@@ -145,7 +145,8 @@ static int draw_attention(sattn_bert *m, const sattn_bert_info *info, const int3
     hm.panels = (int)panels, hm.rows = (int)n, hm.cols = (int)n, hm.w = w;
     hm.grid_cols = (int)info->heads;
     hm.per_panel = 1;
-    hm.scale = n >= 96 ? 1 : (int)(96 / n) < 12 ? (int)(96 / n) : 12;
+    /* 8 pixels a cell up to 32 tokens, so that every token gets its label; then smaller */
+    hm.scale = n <= 32 ? 8 : n >= 128 ? 1 : (int)(128 / n);
     hm.title = "attention of every layer (rows) and head (columns): queries down, keys across";
     hm.panel_titles = (const char *const *)titles;
     hm.row_labels = labels, hm.col_labels = labels;

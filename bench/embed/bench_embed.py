@@ -90,14 +90,17 @@ def main():
             t.append(float(m.group(1)))
         return t
 
+    def label(v):  # "sattn embed: GEMMs on builtin (avx512), avx512bf16 kernels"
+        gemm = v.split("projection GEMMs on ")[1].split("), ")[0] + ")"
+        return "sattn embed: %s kernels, GEMMs on %s" % (v.split("(", 1)[1].split(" kernels")[0], gemm)
+
     env = dict(os.environ)
-    rows.append(("sattn embed (%s)" % version.split("(", 1)[1].rstrip(")"), sattn_times(env)))
+    rows.append((label(version), sattn_times(env)))
     if env.get("OPENBLAS_CORETYPE"):
         # a core type set in the environment holds for sattn's OpenBLAS too: also without it
         env2 = {k: v for k, v in env.items() if k != "OPENBLAS_CORETYPE"}
         v2 = subprocess.run([cli, "--version"], capture_output=True, text=True, env=env2).stdout.strip()
-        rows.append(("sattn embed, OPENBLAS_CORETYPE unset (%s)" % v2.split("projection GEMMs on ")[1].split(",")[0],
-                     sattn_times(env2)))
+        rows.append((label(v2) + ", OPENBLAS_CORETYPE unset", sattn_times(env2)))
 
     import torch
     torch.set_num_threads(a.threads)
@@ -110,8 +113,7 @@ def main():
         t0 = time.perf_counter()
         st.encode(texts, batch_size=32)
         t.append(time.perf_counter() - t0)
-    st_row = ("sentence-transformers %s, torch %s (%d threads)" % (sentence_transformers.__version__,
-                                                                     torch.__version__, torch.get_num_threads()), t)
+    st_row = ("sentence-transformers %s, torch %s" % (sentence_transformers.__version__, torch.__version__), t)
     rows.append(st_row)
 
     base = statistics.median(st_row[1])
@@ -121,11 +123,11 @@ def main():
     if peak:
         print("FMA peak measured now: %.1f GFLOP/s (%s --only peak)" % (peak, bench))
     print()
-    print("%-66s %8s %8s %9s %8s %7s %7s" % ("engine", "s", "texts/s", "tokens/s", "GFLOP/s", "%peak", "ratio"))
+    print("%-72s %7s %8s %9s %8s %7s %7s" % ("engine", "s", "texts/s", "tokens/s", "GFLOP/s", "%peak", "ratio"))
     for name, ts in rows:
         s = statistics.median(ts)
         rate = work / s * 1e-9
-        print("%-66s %8.2f %8.1f %9.0f %8.1f %6s%% %6.2fx" % (name[:66], s, len(texts) / s, tokens / s, rate,
+        print("%-72s %7.2f %8.1f %9.0f %8.1f %6s%% %6.2fx" % (name[:72], s, len(texts) / s, tokens / s, rate,
                                                               "%.1f" % (100 * rate / peak) if peak else "?",
                                                               base / s))
 
