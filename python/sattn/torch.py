@@ -391,14 +391,19 @@ def _transformers_attention(module, query, key, value, attention_mask, dropout=0
 
 
 def register_transformers(name="sattn"):
-    """Registers sattn with transformers' AttentionInterface and AttentionMaskInterface
-    (its masks are those of "sdpa": bool, True = attend, None where the causal rule alone
-    holds) under name, and returns name for attn_implementation=name."""
-    from transformers import AttentionInterface
+    """Registers sattn with transformers' AttentionInterface (4.48 and later) under name and
+    returns name, for attn_implementation=name. Where transformers has the attention-mask
+    interface (masking_utils), sattn's masks are those of "sdpa" (bool, True = attend, None
+    where the causal rule alone holds); before it, models build eager-style float masks
+    (0 or the dtype's minimum), which sattn adds as a bias: the same weights."""
+    try:
+        from transformers import AttentionInterface
+    except ImportError as e:
+        raise RuntimeError("sattn: transformers' AttentionInterface needs transformers >= 4.48") from e
+    AttentionInterface.register(name, _transformers_attention)
     try:
         from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-    except ImportError as e:  # before 4.48
-        raise RuntimeError("sattn: transformers' attention interface needs transformers >= 4.48") from e
-    AttentionInterface.register(name, _transformers_attention)
+    except ImportError:
+        return name
     ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
     return name
