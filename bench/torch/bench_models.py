@@ -9,9 +9,10 @@ in one run, 2 threads (torch.set_num_threads), medians of --reps runs:
 
     SATTN_LIBRARY=build/libsattn.so PYTHONPATH=python python3 bench/torch/bench_models.py
 
-The attention share of each is measured, not guessed: the same run with an attention
-implementation that returns zeros of the right shape ("none": the model's GEMMs, norms
-and masks, without attention) is subtracted from each, so share = (t - t_none) / t.
+The attention share of each is measured, not guessed: each implementation runs under a
+registered wrapper that times its calls (perf_counter around each attention call of the
+model, summed), so "attention" is the time spent inside the attention functions and
+share = attention / total; the rest is the model's GEMMs, norms, masks and overhead.
 """
 import argparse
 import os
@@ -34,25 +35,49 @@ from transformers import AttentionInterface, AutoModel, AutoModelForCausalLM, Au
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask  # noqa: E402
 
 
-def no_attention(module, query, key, value, attention_mask, **kwargs):
-    """Zeros of the attention's output shape: the rest of the model, timed alone."""
-    b, h, l, _ = query.shape
-    return query.new_zeros(b, l, h, value.shape[-1]), None
+class Timed:
+    """An attention function that times the one it calls."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.seconds += time.perf_counter() - t0
+        return out
 
 
-AttentionInterface.register("none", no_attention)
-ALL_MASK_ATTENTION_FUNCTIONS.register("none", sdpa_mask)
-IMPLS = [st.register_transformers(), "sdpa", "eager", "none"]
+SATTN = st.register_transformers()
+IMPLS = [SATTN, "sdpa", "eager"]
 
 
-def median_time(fn, reps):
-    fn()  # warm-up
-    t = []
+def timed_impls(eager_fn):
+    """Registers "timed-<impl>" for each implementation; returns {impl: (name, Timed)}."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import eager_mask
+    fns = {SATTN: AttentionInterface._global_mapping[SATTN], "sdpa": sdpa_attention_forward, "eager": eager_fn}
+    masks = {SATTN: sdpa_mask, "sdpa": sdpa_mask, "eager": eager_mask}
+    out = {}
+    for impl in IMPLS:
+        t = Timed(fns[impl])
+        AttentionInterface.register("timed-" + impl, t)
+        ALL_MASK_ATTENTION_FUNCTIONS.register("timed-" + impl, masks[impl])
+        out[impl] = ("timed-" + impl, t)
+    return out
+
+
+def median_time(fn, reps, timer):
+    """(median total, median attention) seconds of fn over reps runs, after a warm-up."""
+    fn()
+    t, a = [], []
     for _ in range(reps):
+        timer.seconds = 0.0
         t0 = time.perf_counter()
         fn()
         t.append(time.perf_counter() - t0)
-    return statistics.median(t)
+        a.append(timer.seconds)
+    return statistics.median(t), statistics.median(a)
 
 
 def minilm(reps):
@@ -60,11 +85,12 @@ def minilm(reps):
     tok = AutoTokenizer.from_pretrained(path)
     texts = make_texts(os.path.join(path, "vocab.txt"), n=32, seed=7)
     batch = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    from transformers.models.bert.modeling_bert import eager_attention_forward
     res = {}
-    for impl in IMPLS:
-        model = AutoModel.from_pretrained(path, attn_implementation=impl).eval()
+    for impl, (name, timer) in timed_impls(eager_attention_forward).items():
+        model = AutoModel.from_pretrained(path, attn_implementation=name).eval()
         with torch.no_grad():
-            res[impl] = median_time(lambda: model(**batch), reps)
+            res[impl] = median_time(lambda: model(**batch), reps, timer)
     real = int(batch["attention_mask"].sum())
     return res, f"32 texts, {real} tokens padded to {batch['input_ids'].numel()}"
 
@@ -73,23 +99,26 @@ def smollm2(reps, context=2048, steps=32):
     folder, gguf = model_files.smollm2()
     torch.manual_seed(0)
     ids = torch.randint(100, 40000, (1, context))
+    from transformers.models.llama.modeling_llama import eager_attention_forward
     pre, dec = {}, {}
-    for impl in IMPLS:
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, attn_implementation=impl).eval()
+    for impl, (name, timer) in timed_impls(eager_attention_forward).items():
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, attn_implementation=name).eval()
         with torch.no_grad():
-            pre[impl] = median_time(lambda: model(ids, use_cache=False), reps)
+            pre[impl] = median_time(lambda: model(ids, use_cache=False), reps, timer)
 
             def decode():
                 out = model(ids, use_cache=True)
                 cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+                timer.seconds = 0.0
                 t0 = time.perf_counter()
                 for _ in range(steps):
                     out = model(nxt, past_key_values=cache, use_cache=True)
                     cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
-                return time.perf_counter() - t0
+                return time.perf_counter() - t0, timer.seconds
 
             decode()
-            dec[impl] = statistics.median(decode() for _ in range(reps))
+            runs = [decode() for _ in range(reps)]
+            dec[impl] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
         del model
     return pre, dec
 
@@ -110,15 +139,14 @@ def main():
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, sattn {sattn.version()} "
           f"({sattn.isa()} kernels, GEMMs of sattn's own layer unused here); {a.threads} threads; medians of {a.reps}")
     print()
-    print(f"{'case':<44} {'impl':<6} {'time':>10} {'attention':>10} {'share':>7} {'vs sdpa':>8}")
+    print(f"{'case':<52} {'impl':<6} {'time':>11} {'attention':>11} {'share':>7} {'vs sdpa':>8}")
 
-    def rows(case, res, unit="ms", per=None):
-        for impl in IMPLS[:3]:
-            t, t0 = res[impl], res["none"]
-            share = max(0.0, (t - t0) / t)
+    def rows(case, res, per=None):
+        for impl in IMPLS:
+            t, att = res[impl]
             shown = f"{per / t:.1f} tok/s" if per else f"{t * 1e3:.1f} ms"
-            print(f"{case:<44} {impl:<6} {shown:>10} {max(0.0, t - t0) * 1e3:>8.1f}ms {share * 100:>6.1f}% "
-                  f"{res['sdpa'] / t:>7.2f}x")
+            print(f"{case:<52} {impl:<6} {shown:>11} {att * 1e3:>9.1f}ms {100 * att / t:>6.1f}% "
+                  f"{res['sdpa'][0] / t:>7.2f}x")
 
     rows(f"MiniLM forward ({what})", m)
     rows("SmolLM2-135M prefill, 2048 tokens", pre)

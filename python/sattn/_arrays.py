@@ -29,6 +29,12 @@ def copies_made():
     return _copies
 
 
+def _count_copy():
+    """Counts a copy made elsewhere (sattn.torch's tensors)."""
+    global _copies
+    _copies += 1
+
+
 def _counted_copy(a, dtype=None):
     global _copies
     _copies += 1

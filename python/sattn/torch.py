@@ -24,6 +24,7 @@ Differences from torch.nn.functional.scaled_dot_product_attention, by design:
 Errors: a bad shape, dtype or option raises RuntimeError (a ValueError subclass carries
 sattn's own checks: sattn.Error); a CUDA tensor raises RuntimeError "CPU only".
 """
+import ctypes
 import math
 from typing import Optional
 
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from . import _arrays as A
+from . import _lib as L
 from . import functional as F
 
 __all__ = ["scaled_dot_product_attention", "attention", "attention_varlen", "register_transformers"]
@@ -101,6 +103,151 @@ def _new_out(q, v, layout):
     return torch.empty(shape, dtype=q.dtype)
 
 
+# ---- the direct path: tensors' strides and pointers straight into sattn_params ----
+# The NumPy layer checks and converts in Python, which costs ~0.3 ms a call: as much as a
+# whole decode step's attention. Unpacked calls build the params here instead (the C
+# library checks every field and size itself) and call sattn_forward / sattn_backward.
+
+class _Raw(ctypes.Structure):
+    """sattn_params without the NumPy layer's per-field Python checks: every value set
+    here comes from a tensor's shape or strides, or was checked by the entry point."""
+    _fields_ = L.Params._fields_
+
+
+_CODE = {torch.float32: L.F32, torch.float16: L.F16, torch.bfloat16: L.BF16}
+
+# the same functions with untyped pointers (the package's prototypes want its Params)
+_direct_lib = ctypes.CDLL(L.library_path)
+_c_forward, _c_backward = _direct_lib.sattn_forward, _direct_lib.sattn_backward
+_c_forward.restype = _c_backward.restype = ctypes.c_int
+_c_forward.argtypes = [ctypes.c_void_p] * 6
+_c_backward.argtypes = [ctypes.c_void_p] * 10
+
+
+def _bsh(t, layout):
+    """Element strides of the (batch, seq, head) axes of a 4-D tensor."""
+    s = t.stride()
+    return (s[0], s[2], s[1]) if layout == 1 else (s[0], s[1], s[2])
+
+
+def _dim_ok(t):
+    return t.shape[-1] == 1 or t.stride(-1) == 1
+
+
+def _direct_ok(q, k, v, cu_q):
+    return cu_q is None and q.dim() == 4 and all(_dim_ok(t) for t in (q, k, v))
+
+
+def _params(q, k, v, mask, bias, seqlens_kv, alibi, layout, causal, wl, wr, scale, softcap, dropout_p, seed):
+    """The params of a call, after the checks the C side cannot make (it trusts the shapes
+    it is given: every tensor must hold what they say)."""
+    p = _Raw()
+    hd = 1 if layout == 1 else 2
+    sd = 2 if layout == 1 else 1
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in _CODE:
+        raise RuntimeError(f"sattn.torch: q, k, v must share one of float32, float16, bfloat16 "
+                           f"(got {q.dtype}, {k.dtype}, {v.dtype})")
+    if (k.shape[0] != q.shape[0] or v.shape[0] != q.shape[0] or v.shape[sd] != k.shape[sd]
+            or v.shape[hd] != k.shape[hd] or k.shape[3] != q.shape[3]):
+        raise RuntimeError(f"sattn.torch: q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} do not "
+                           f"fit together in layout {_LAYOUT[layout]}")
+    if seqlens_kv is not None and seqlens_kv.numel() != q.shape[0]:
+        raise RuntimeError(f"sattn.torch: seqlens_kv has {seqlens_kv.numel()} lengths for a batch of {q.shape[0]}")
+    if alibi is not None and alibi.numel() != q.shape[hd]:
+        raise RuntimeError(f"sattn.torch: alibi_slopes has {alibi.numel()} slopes for {q.shape[hd]} query heads")
+    p.batch, p.seq_q, p.seq_kv = q.shape[0], q.shape[sd], k.shape[sd]
+    p.heads_q, p.heads_kv, p.head_dim, p.head_dim_v = q.shape[hd], k.shape[hd], q.shape[3], v.shape[3]
+    p.dtype = _CODE[q.dtype]
+    p.q_stride[:], p.k_stride[:], p.v_stride[:] = _bsh(q, layout), _bsh(k, layout), _bsh(v, layout)
+    p.scale = scale if scale != 0.0 else F._ZERO_SCALE
+    p.causal, p.window_left, p.window_right = causal, wl, wr
+    if seqlens_kv is not None:
+        p.seqlens_kv = seqlens_kv.data_ptr()
+    if mask is not None:
+        p.mask, p.mask_stride[:] = mask.data_ptr(), mask.stride()
+    if bias is not None:
+        p.bias, p.bias_stride[:] = bias.data_ptr(), bias.stride()
+    if alibi is not None:
+        p.alibi_slopes = alibi.data_ptr()
+    p.softcap, p.dropout_p, p.seed = softcap, dropout_p, seed & (2**64 - 1)
+    return p
+
+
+def _side(t, dtype):
+    """A mask / bias / lengths / slopes tensor as the C side reads it (a view when it is)."""
+    if t is None:
+        return None
+    if dtype in (torch.int32, torch.float32) and t.dim() == 1:
+        return t.to(dtype).contiguous()
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _full(t, q, k, layout):
+    """A mask or bias broadcast (a view) to (B, Hq, Lq, S); an error if it does not."""
+    if t is None:
+        return None
+    sd, hd = (2, 1) if layout == 1 else (1, 2)
+    shape = (q.shape[0], q.shape[hd], q.shape[sd], k.shape[sd])
+    try:
+        return t.expand(shape)
+    except RuntimeError:
+        raise RuntimeError(f"sattn.torch: a mask of shape {tuple(t.shape)} does not broadcast to {shape}") from None
+
+
+def _direct_forward(q, k, v, mask, bias, seqlens_kv, alibi, layout, causal, wl, wr, scale, softcap, dropout_p,
+                    seed):
+    mask, bias = _full(_side(mask, torch.bool), q, k, layout), _full(_side(bias, torch.float32), q, k, layout)
+    seqlens_kv, alibi = _side(seqlens_kv, torch.int32), _side(alibi, torch.float32)
+    p = _params(q, k, v, mask, bias, seqlens_kv, alibi, layout, causal, wl, wr, scale, softcap, dropout_p, seed)
+    out = _new_out(q, v, layout)
+    p.o_stride[:] = _bsh(out, layout)
+    lse = torch.empty(_lse_shape(q, layout, False), dtype=torch.float32)
+    if q.numel() and k.shape[0]:
+        L.check(_c_forward(ctypes.addressof(p), q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+                                    lse.data_ptr()))
+    elif out.numel():
+        out.zero_()
+    return out, lse
+
+
+def _dense(t):
+    """t itself when its elements are packed without gaps or overlaps (the backward writes
+    its gradient with t's strides), else a contiguous copy."""
+    expect = 1  # the axes by stride, each exactly as long as the ones inside it
+    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1):
+        if stride != expect:
+            break
+        expect *= size
+    else:
+        return t
+    A._count_copy()
+    return t.contiguous()
+
+
+def _direct_backward(dout, q, k, v, out, lse, mask, bias, seqlens_kv, alibi, layout, causal, wl, wr, scale,
+                     softcap, dropout_p, seed):
+    q, k, v = _dense(q), _dense(k), _dense(v)
+    mask, bias = _full(_side(mask, torch.bool), q, k, layout), _full(_side(bias, torch.float32), q, k, layout)
+    seqlens_kv, alibi = _side(seqlens_kv, torch.int32), _side(alibi, torch.float32)
+    p = _params(q, k, v, mask, bias, seqlens_kv, alibi, layout, causal, wl, wr, scale, softcap, dropout_p, seed)
+    if not _dim_ok(out):
+        out = out.contiguous()
+    if dout.stride() != out.stride():  # out and dout share o_stride
+        dout = torch.empty_like(out).copy_(dout) if _dense(out) is out else dout.contiguous()
+        if dout.stride() != out.stride():
+            out = out.contiguous()
+            dout = dout.contiguous()
+    p.o_stride[:] = _bsh(out, layout)
+    lse = lse.contiguous()
+    dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))
+    if q.numel() and k.shape[0]:
+        L.check(_c_backward(ctypes.addressof(p), q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+                                     lse.data_ptr(), dout.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr()))
+    else:
+        dq.zero_(), dk.zero_(), dv.zero_()
+    return dq, dk, dv
+
+
 # ---- the operators ----
 
 @torch.library.custom_op("sattn::attention", mutates_args=())
@@ -110,6 +257,9 @@ def _attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optio
                   cu_seqlens_kv: Optional[torch.Tensor], layout: int, causal: int, window_left: int,
                   window_right: int, scale: float, softcap: float, dropout_p: float,
                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if _direct_ok(q, k, v, cu_seqlens_q):
+        return _direct_forward(q, k, v, mask, bias, seqlens_kv, alibi_slopes, layout, causal, window_left,
+                               window_right, scale, softcap, dropout_p, seed)
     packed = cu_seqlens_q is not None
     out = _new_out(q, v, layout)
     if packed:
@@ -141,6 +291,9 @@ def _attention_backward_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
                            cu_seqlens_kv: Optional[torch.Tensor], layout: int, causal: int, window_left: int,
                            window_right: int, scale: float, softcap: float, dropout_p: float,
                            seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if _direct_ok(q, k, v, cu_seqlens_q) and _dim_ok(dout):
+        return _direct_backward(dout, q, k, v, out, lse, mask, bias, seqlens_kv, alibi_slopes, layout, causal,
+                                window_left, window_right, scale, softcap, dropout_p, seed)
     dq, dk, dv = F.attention_backward(
         _np(dout), _np(q), _np(k), _np(v), out=_np(out), lse=_np(lse),
         **_options(mask, bias, seqlens_kv, alibi_slopes, cu_seqlens_q, cu_seqlens_kv, layout, causal, window_left,

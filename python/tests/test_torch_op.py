@@ -214,3 +214,24 @@ def test_errors():
         st.scaled_dot_product_attention(q, q, q, window=(0, 2))
     with pytest.raises(ValueError):  # sattn's own check: a negative softcap
         st.scaled_dot_product_attention(q, q, q, softcap=-1.0)
+
+
+def test_operator_checks_what_the_c_side_trusts():
+    """Called directly, the operator refuses tensors that do not hold what their shapes say."""
+    q, k = torch.randn(2, 4, 5, 8), torch.randn(2, 2, 6, 8)
+    op = torch.ops.sattn.attention
+
+    def call(q=q, k=k, v=k, seqlens=None, alibi=None, mask=None):
+        return op(q, k, v, mask, None, seqlens, alibi, None, None, 1, 0, 0, 0, 0.3, 0.0, 0.0, 0)
+
+    assert call()[0].shape == (2, 4, 5, 8)
+    with pytest.raises(RuntimeError, match="fit together"):
+        call(v=torch.randn(1, 2, 6, 8))
+    with pytest.raises(RuntimeError, match="seqlens_kv"):
+        call(seqlens=torch.tensor([3], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="alibi"):
+        call(alibi=torch.ones(3))
+    with pytest.raises(RuntimeError, match="broadcast"):
+        call(mask=torch.ones(3, 1, 5, 6, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="share"):
+        call(v=k.half())
