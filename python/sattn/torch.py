@@ -52,8 +52,6 @@ def _np(t):
         if A.bfloat16 is None:
             raise RuntimeError("sattn.torch: bfloat16 needs the ml_dtypes package")
         return t.view(torch.int16).numpy().view(A.bfloat16)
-    if t.dtype == torch.bool:
-        return t.numpy()
     return t.numpy()
 
 
@@ -273,14 +271,9 @@ def _attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optio
 @_attention_op.register_fake
 def _(q, k, v, mask, bias, seqlens_kv, alibi_slopes, cu_seqlens_q, cu_seqlens_kv, layout, causal, window_left,
       window_right, scale, softcap, dropout_p, seed):
-    shape = _out_shape(q, v)
-    if layout == 1 and q.dim() == 4:
-        b, h, l, d = shape
-        out = q.new_empty((b, l, h, d)).transpose(1, 2)
-    else:
-        out = q.new_empty(shape)
-    lse = q.new_empty(_lse_shape(q, layout, cu_seqlens_q is not None), dtype=torch.float32)
-    return out, lse
+    # the real outputs' shapes and strides (under fake mode the factory functions make fakes)
+    lse = torch.empty(_lse_shape(q, layout, cu_seqlens_q is not None), dtype=torch.float32)
+    return _new_out(q, v, layout), lse
 
 
 @torch.library.custom_op("sattn::attention_backward", mutates_args=())

@@ -79,33 +79,59 @@ static void join(char *out, size_t cap, const char *dir, const char *name)
     snprintf(out, cap, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
 }
 
-/* Reads a whole small file (at most limit bytes). Sets *missing and returns OK with
-   *buf NULL when the file does not exist and optional is set. */
-static sattn_bert_status read_file(const char *path, size_t limit, int optional, char **buf, size_t *len)
+sattn_bert_status bert__open_file(const char *path, int optional, int *fd, uint64_t *size)
 {
-    *buf = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0) {
         if (optional && errno == ENOENT) return SATTN_BERT_OK;
         return bert__fail(SATTN_BERT_ERR_IO, "%s: %s", path, strerror(errno));
     }
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
-        close(fd);
-        return bert__fail(SATTN_BERT_ERR_IO, "%s: %s", path, strerror(err));
+    const char *why = fstat(*fd, &sb) != 0 ? strerror(errno) : !S_ISREG(sb.st_mode) ? "not a regular file" : NULL;
+    if (why) {
+        sattn_bert_status st = bert__fail(SATTN_BERT_ERR_IO, "%s: %s", path, why);
+        close(*fd);
+        *fd = -1;
+        return st;
     }
-    if (!S_ISREG(sb.st_mode)) {
+    *size = (uint64_t)sb.st_size;
+    return SATTN_BERT_OK;
+}
+
+sattn_bert_status bert__parse_json(const char *buf, size_t len, const char *path, cJSON **out)
+{
+    *out = cJSON_ParseWithLength(buf, len);
+    if (*out) return SATTN_BERT_OK;
+    const char *at = cJSON_GetErrorPtr();
+    long off = at && at >= buf && at <= buf + len ? (long)(at - buf) : -1;
+    return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: malformed JSON (near byte %ld)", path, off);
+}
+
+int bert__json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d)) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
+/* Reads a whole small file (at most limit bytes). With optional set, a missing file is
+   SATTN_BERT_OK with *buf NULL. */
+static sattn_bert_status read_file(const char *path, size_t limit, int optional, char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    int fd;
+    uint64_t size64;
+    sattn_bert_status st = bert__open_file(path, optional, &fd, &size64);
+    if (st != SATTN_BERT_OK || fd < 0) return st;
+    if (size64 > limit) {
         close(fd);
-        return bert__fail(SATTN_BERT_ERR_IO, "%s: not a regular file", path);
+        return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: %llu bytes, more than the %zu this file may have", path,
+                          (unsigned long long)size64, limit);
     }
-    if ((uint64_t)sb.st_size > limit) {
-        close(fd);
-        return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: %lld bytes, more than the %zu this file may have", path,
-                          (long long)sb.st_size, limit);
-    }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)size64;
     char *b = malloc(size + 1);
     if (!b) {
         close(fd);
@@ -136,20 +162,14 @@ static sattn_bert_status read_json(const char *path, int optional, cJSON **out)
     *out = NULL;
     sattn_bert_status st = read_file(path, (size_t)64 << 20, optional, &buf, &len);
     if (st != SATTN_BERT_OK || buf == NULL) return st;
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long off = at && at >= buf && at <= buf + len ? (long)(at - buf) : -1;
-        free(buf);
-        return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: malformed JSON (near byte %ld)", path, off);
-    }
+    st = bert__parse_json(buf, len, path, out);
     free(buf);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+    if (st == SATTN_BERT_OK && !cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
         return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: the top level is not a JSON object", path);
     }
-    *out = root;
-    return SATTN_BERT_OK;
+    return st;
 }
 
 /* an integer field in [lo, hi]; required unless def is given (has_def) */
@@ -162,11 +182,10 @@ static sattn_bert_status json_field_int(const cJSON *obj, const char *key, int64
         return SATTN_BERT_OK;
     }
     if (!v) return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: \"%s\" is missing", path, key);
-    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d))
-        return bert__fail(cJSON_IsNumber(v) && d == floor(d) ? SATTN_BERT_ERR_UNSUPPORTED : SATTN_BERT_ERR_FORMAT,
+    if (!bert__json_int(v, lo, hi, out)) /* an integer out of range is a model this code does not run */
+        return bert__fail(cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) ? SATTN_BERT_ERR_UNSUPPORTED
+                                                                                         : SATTN_BERT_ERR_FORMAT,
                           "%s: \"%s\" must be an integer in [%lld, %lld]", path, key, (long long)lo, (long long)hi);
-    *out = (int64_t)d;
     return SATTN_BERT_OK;
 }
 
@@ -262,9 +281,11 @@ static sattn_bert_status load_modules(sattn_bert *m, const char *dir)
     m->normalize = 1;
     sattn_bert_status st = read_file(path, (size_t)1 << 20, 1, &buf, &len);
     if (st != SATTN_BERT_OK || buf == NULL) return st;
-    cJSON *root = cJSON_ParseWithLength(buf, len);
+    cJSON *root;
+    st = bert__parse_json(buf, len, path, &root);
     free(buf);
-    if (!root || !cJSON_IsArray(root)) {
+    if (st != SATTN_BERT_OK) return st;
+    if (!cJSON_IsArray(root)) {
         cJSON_Delete(root);
         return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: not a JSON array of modules", path);
     }
@@ -494,11 +515,6 @@ const char *sattn_bert_token(const sattn_bert *m, int32_t id)
  * Each works row by row; rows are shared among threads in fixed blocks, and a row's
  * arithmetic never depends on the thread, so any thread count gives the same bits. */
 
-static int threads_for(double flops)
-{
-    return sattn_suggest_threads(flops);
-}
-
 /* Row kernels compiled three times (AVX-512, AVX2, baseline), the CPU's best chosen
    when the program loads. Each element is computed by the same operations in every
    version, so the choice (and the thread count) never changes a bit with gcc, which
@@ -550,7 +566,7 @@ static void layernorm_row(float *restrict r, const float *restrict b, const floa
 static void add_layernorm(float *a, const float *b, const float *c, const float *g, const float *beta, int64_t T,
                           int64_t E, float eps)
 {
-    int nt = threads_for(10.0 * (double)T * (double)E);
+    int nt = sattn_suggest_threads(10.0 * (double)T * (double)E);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
 #else
@@ -626,7 +642,7 @@ static void gelu_row(float *restrict r, const float *restrict b, int64_t n)
 /* h = gelu(h + b) over each row of I */
 void bert__bias_gelu(float *h, const float *b, int64_t T, int64_t I)
 {
-    int nt = threads_for(30.0 * (double)T * (double)I);
+    int nt = sattn_suggest_threads(30.0 * (double)T * (double)I);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
 #else
@@ -679,7 +695,7 @@ static sattn_bert_status run_encoder(sattn_bert *m, int64_t count, const int32_t
         if (m->cu[b + 1] - m->cu[b] > longest) longest = m->cu[b + 1] - m->cu[b];
     /* embeddings */
     {
-        int nt = threads_for(4.0 * (double)T * (double)E);
+        int nt = sattn_suggest_threads(4.0 * (double)T * (double)E);
         const int32_t *cu = m->cu;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -776,7 +792,7 @@ sattn_bert_status sattn_bert_embed(sattn_bert *m, int64_t count, const char *con
         int failed = 0;
         double bytes = 0;
         for (int64_t b = 0; b < count; b++) bytes += lens ? (double)lens[b] : 64.0;
-        int nt = threads_for(200.0 * bytes);
+        int nt = sattn_suggest_threads(200.0 * bytes);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (nt > 1) reduction(| : failed)
 #else

@@ -21,6 +21,20 @@ sattn_bert_status bert__fail(sattn_bert_status st, const char *fmt, ...)
 #endif
     ;
 
+/* ---- files and JSON, shared by the readers (bert.c) ---- */
+
+struct cJSON;
+
+/* Opens path read-only and checks that it is a regular file: *fd and its *size, or a
+   status with a message naming path. With optional set, a missing file is SATTN_BERT_OK
+   with *fd = -1. */
+sattn_bert_status bert__open_file(const char *path, int optional, int *fd, uint64_t *size);
+/* Parses len bytes of JSON (any value) into *out; malformed JSON is SATTN_BERT_ERR_FORMAT
+   with the byte where cJSON stopped, naming path. */
+sattn_bert_status bert__parse_json(const char *buf, size_t len, const char *path, struct cJSON **out);
+/* 1 and *out when v is a JSON number that is an integer in [lo, hi] (|lo|, |hi| <= 2^53). */
+int bert__json_int(const struct cJSON *v, int64_t lo, int64_t hi, int64_t *out);
+
 /* h = gelu(h + b) row by row, h (T, I), b (I): the encoder's activation (exported
    to the tests, which check it against erf in double). */
 void bert__bias_gelu(float *h, const float *b, int64_t T, int64_t I);

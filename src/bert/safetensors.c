@@ -4,13 +4,11 @@
 #define _POSIX_C_SOURCE 200809L /* mmap, fstat */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -42,10 +40,9 @@ static void free_tensors(st_file *f)
 /* a JSON number that is an integer in [0, 2^53] */
 static int json_u53(const cJSON *v, uint64_t *out)
 {
-    if (!cJSON_IsNumber(v)) return 0;
-    double d = v->valuedouble;
-    if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d) return 0;
-    *out = (uint64_t)d;
+    int64_t x;
+    if (!bert__json_int(v, 0, (int64_t)1 << 53, &x)) return 0;
+    *out = (uint64_t)x;
     return 1;
 }
 
@@ -161,23 +158,15 @@ const st_tensor *st_find(const st_file *f, const char *name)
 sattn_bert_status st_open(st_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return bert__fail(SATTN_BERT_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
-        close(fd);
-        return bert__fail(SATTN_BERT_ERR_IO, "%s: %s", path, strerror(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return bert__fail(SATTN_BERT_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
+    int fd;
+    uint64_t size64;
+    sattn_bert_status st0 = bert__open_file(path, 0, &fd, &size64);
+    if (st0 != SATTN_BERT_OK) return st0;
+    if (size64 > SIZE_MAX) {
         close(fd);
         return bert__fail(SATTN_BERT_ERR_IO, "%s: too large to map", path);
     }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)size64;
     void *map = NULL;
     if (size > 0) {
         map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -429,24 +429,11 @@ static int json_flag(const cJSON *obj, const char *key, int allow_null)
     return -2;
 }
 
-static int json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (!cJSON_IsNumber(v)) return 0;
-    double d = v->valuedouble;
-    if (!(d >= (double)lo && d <= (double)hi) || d != (double)(int64_t)d) return 0;
-    *out = (int64_t)d;
-    return 1;
-}
-
 sattn_bert_status tok_configure(bert_tokenizer *t, const char *json, size_t len, const char *path)
 {
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        long off = at && at >= json && at <= json + len ? (long)(at - json) : -1;
-        return bert__fail(SATTN_BERT_ERR_FORMAT, "%s: malformed JSON (near byte %ld)", path, off);
-    }
-    sattn_bert_status st = SATTN_BERT_OK;
+    cJSON *root;
+    sattn_bert_status st = bert__parse_json(json, len, path, &root);
+    if (st != SATTN_BERT_OK) return st;
 #define FAIL(code, ...)                                                                                          \
     do {                                                                                                         \
         st = bert__fail(code, __VA_ARGS__);                                                                      \
@@ -481,7 +468,7 @@ sattn_bert_status tok_configure(bert_tokenizer *t, const char *json, size_t len,
     const char *prefix = json_type_string(model, "continuing_subword_prefix");
     int64_t max_chars = 0;
     if (!unk || !prefix ||
-        !json_int(cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word"), 1, 1 << 16, &max_chars))
+        !bert__json_int(cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word"), 1, 1 << 16, &max_chars))
         FAIL(SATTN_BERT_ERR_FORMAT,
              "%s: the WordPiece model needs unk_token, continuing_subword_prefix and "
              "max_input_chars_per_word (1 to 65536)", path);
@@ -497,7 +484,7 @@ sattn_bert_status tok_configure(bert_tokenizer *t, const char *json, size_t len,
         int64_t count = 0;
         for (const cJSON *v = vocab->child; v; v = v->next, count++) {
             int64_t id;
-            if (!json_int(v, 0, INT32_MAX, &id) || v->string == NULL ||
+            if (!bert__json_int(v, 0, INT32_MAX, &id) || v->string == NULL ||
                 tok_lookup(t, v->string, strlen(v->string)) != (int32_t)id)
                 FAIL(SATTN_BERT_ERR_FORMAT, "%s: model.vocab entry \"%s\" disagrees with vocab.txt", path,
                      v->string ? v->string : "");
@@ -519,7 +506,7 @@ sattn_bert_status tok_configure(bert_tokenizer *t, const char *json, size_t len,
         for (const cJSON *a = added->child; a; a = a->next) {
             const char *content = json_type_string(a, "content");
             int64_t id;
-            if (!content || !content[0] || !json_int(cJSON_GetObjectItemCaseSensitive(a, "id"), 0, INT32_MAX, &id)) {
+            if (!content || !content[0] || !bert__json_int(cJSON_GetObjectItemCaseSensitive(a, "id"), 0, INT32_MAX, &id)) {
                 free(list);
                 FAIL(SATTN_BERT_ERR_FORMAT, "%s: an added token without a content string or an id", path);
             }

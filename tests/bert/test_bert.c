@@ -392,6 +392,20 @@ static void expect_fail(const char *dir, sattn_bert_status want, const char *fil
     sattn_bert_free(st == SATTN_BERT_OK ? m : NULL);
 }
 
+/* config.json as CONFIG with the text from replaced by to (the same length) */
+static void patch_config(const char *dir, const char *from, const char *to)
+{
+    char c[sizeof CONFIG];
+    memcpy(c, CONFIG, sizeof c);
+    char *p = strstr(c, from);
+    if (!p || strlen(from) != strlen(to)) {
+        fprintf(stderr, "patch_config: \"%s\" -> \"%s\" does not apply\n", from, to);
+        exit(1);
+    }
+    memcpy(p, to, strlen(to));
+    write_str(dir, "config.json", c);
+}
+
 static void test_malformed(void)
 {
     char dir[512];
@@ -408,41 +422,19 @@ static void test_malformed(void)
     expect_fail(d, SATTN_BERT_ERR_FORMAT, "config.json", "config.json malformed JSON");
     write_str(d, "config.json", "[1, 2]");
     expect_fail(d, SATTN_BERT_ERR_FORMAT, "config.json", "config.json not an object");
-    {
-        char c[1024];
-        snprintf(c, sizeof c, "%s", CONFIG);
-        char *p = strstr(c, "\"gelu\"");
-        memcpy(p, "\"relu\"", 6);
-        write_text(d, "config.json", c, strlen(c));
-        expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "hidden_act relu");
-        snprintf(c, sizeof c, "%s", CONFIG);
-        p = strstr(c, "\"hidden_size\": 8");
-        memcpy(p, "\"hidden_size\": 9", 16);
-        write_text(d, "config.json", c, strlen(c));
-        expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "hidden_size 9 with 2 heads");
-        snprintf(c, sizeof c, "%s", CONFIG);
-        p = strstr(c, "\"num_hidden_layers\": 2");
-        memcpy(p, "\"num_hidden_layerz\": 2", 22);
-        write_text(d, "config.json", c, strlen(c));
-        expect_fail(d, SATTN_BERT_ERR_FORMAT, "config.json", "num_hidden_layers missing");
-        snprintf(c, sizeof c, "%s", CONFIG);
-        p = strstr(c, "\"hidden_size\": 8");
-        memcpy(p, "\"hidden_size\":-8", 16);
-        write_text(d, "config.json", c, strlen(c));
-        expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "hidden_size -8");
-        snprintf(c, sizeof c, "%s", CONFIG);
-        p = strstr(c, "\"bert\"");
-        memcpy(p, "\"gpt2\"", 6);
-        write_text(d, "config.json", c, strlen(c));
-        expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "model_type gpt2");
-        /* vocab_size 12 but 19 pieces */
-        snprintf(c, sizeof c, "%s", CONFIG);
-        p = strstr(c, "\"vocab_size\": 19");
-        memcpy(p, "\"vocab_size\": 12", 16);
-        write_text(d, "config.json", c, strlen(c));
-        expect_fail(d, SATTN_BERT_ERR_FORMAT, "vocab.txt", "more pieces than vocab_size");
-        write_text(d, "config.json", CONFIG, strlen(CONFIG));
-    }
+    patch_config(d, "\"gelu\"", "\"relu\"");
+    expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "hidden_act relu");
+    patch_config(d, "\"hidden_size\": 8", "\"hidden_size\": 9");
+    expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "hidden_size 9 with 2 heads");
+    patch_config(d, "\"num_hidden_layers\": 2", "\"num_hidden_layerz\": 2");
+    expect_fail(d, SATTN_BERT_ERR_FORMAT, "config.json", "num_hidden_layers missing");
+    patch_config(d, "\"hidden_size\": 8", "\"hidden_size\":-8");
+    expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "hidden_size -8");
+    patch_config(d, "\"bert\"", "\"gpt2\"");
+    expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "config.json", "model_type gpt2");
+    patch_config(d, "\"vocab_size\": 19", "\"vocab_size\": 12"); /* 19 pieces in vocab.txt */
+    expect_fail(d, SATTN_BERT_ERR_FORMAT, "vocab.txt", "more pieces than vocab_size");
+    write_str(d, "config.json", CONFIG);
     /* the sentence-transformers files */
     write_str(d, "sentence_bert_config.json", "{\"max_seq_length\": 13}");
     expect_fail(d, SATTN_BERT_ERR_UNSUPPORTED, "sentence_bert_config.json", "max_seq_length past the positions");
