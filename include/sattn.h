@@ -171,6 +171,41 @@ SATTN_API sattn_status sattn_backward(const sattn_params *p,
                                       const void *out, const float *lse, const void *dout,
                                       void *dq, void *dk, void *dv);
 
+/* ---- a part of a longer problem ----
+
+   For callers that split one attention across calls or machines (sequence
+   parallelism: sattn_sp.h; chunked prefill): p describes the WHOLE problem (seq_q and
+   seq_kv are the full lengths, seqlens_q / seqlens_kv the full valid lengths), and every
+   position rule (causal, window, ALiBi, bias and mask indices, dropout's Philox
+   counters) is applied at global positions. The tensors hold only the part's rows:
+     q, out, dout, dq  rows q_start .. q_start + q_rows - 1 of each sequence
+     k, v, dk, dv      rows kv_start .. kv_start + kv_rows - 1
+   laid out by p's strides (all zero: packed [batch][q_rows or kv_rows][heads][dim]);
+   lse is packed [batch][heads_q][q_rows]. bias and mask, when given, cover the whole
+   problem and are read at global (i, j).
+   Forward: out and lse are those of the part's queries over the part's keys only
+   (softmax over those keys): partial results over disjoint key ranges merge exactly as
+       lse = log(sum_k exp(lse_k)),  out = sum_k exp(lse_k - lse) out_k
+   (a part with every key masked gives lse = -INFINITY and out = 0).
+   Backward: given the merged out and lse of the whole rows, dq is these keys' share of
+   the query gradient and dk, dv this query range's share of the key and value
+   gradients; the shares over a partition sum to the gradients of the whole problem.
+   Valid query rows past a sequence's length get zeros, as in sattn_forward.
+   cu_seqlens_q / cu_seqlens_kv: SATTN_ERR_UNSUPPORTED (a packed batch has no single
+   global position per row). */
+typedef struct sattn_part {
+    int64_t q_start, q_rows;   /* 0 <= q_start, q_start + q_rows <= seq_q */
+    int64_t kv_start, kv_rows; /* 0 <= kv_start, kv_start + kv_rows <= seq_kv */
+} sattn_part;
+
+SATTN_API sattn_status sattn_forward_part(const sattn_params *p, const sattn_part *part,
+                                          const void *q, const void *k, const void *v,
+                                          void *out, float *lse);
+SATTN_API sattn_status sattn_backward_part(const sattn_params *p, const sattn_part *part,
+                                           const void *q, const void *k, const void *v,
+                                           const void *out, const float *lse, const void *dout,
+                                           void *dq, void *dk, void *dv);
+
 /* ---- attention weights, recomputed ----
 
    w = the softmax weights P[i,j] of the rule above (before dropout), recomputed

@@ -326,13 +326,12 @@ static void group_fused(const bwd_args *a, int64_t g, float *buf, const bwd_scra
     }
 }
 
-sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k, const void *v,
-                            const void *out, const float *lse, const void *dout, void *dq,
-                            void *dk, void *dv)
+static sattn_status backward_run(const sattn__problem *prp, const void *q, const void *k, const void *v,
+                                 const void *out, const float *lse, const void *dout, void *dq, void *dk,
+                                 void *dv)
 {
-    sattn__problem pr;
-    sattn_status st = sattn__prepare(&pr, p, SATTN__BACKWARD, q, k, v, out, lse, dout, dq, dk, dv);
-    if (st != SATTN_OK) return st;
+    const sattn__problem pr = *prp;
+    const sattn_params *p = pr.p;
 
     const int64_t nqb = (pr.seq_q + SATTN__BQ - 1) / SATTN__BQ;
     const int64_t nkb = (pr.seq_kv + SATTN__BK - 1) / SATTN__BK;
@@ -417,4 +416,26 @@ sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k,
     sattn__scratch_free(scratch);
     free(dsum);
     return SATTN_OK;
+}
+
+sattn_status sattn_backward(const sattn_params *p, const void *q, const void *k, const void *v,
+                            const void *out, const float *lse, const void *dout, void *dq,
+                            void *dk, void *dv)
+{
+    sattn__problem pr;
+    sattn_status st = sattn__prepare(&pr, p, SATTN__BACKWARD, q, k, v, out, lse, dout, dq, dk, dv);
+    if (st != SATTN_OK) return st;
+    return backward_run(&pr, q, k, v, out, lse, dout, dq, dk, dv);
+}
+
+sattn_status sattn_backward_part(const sattn_params *p, const sattn_part *part, const void *q, const void *k,
+                                 const void *v, const void *out, const float *lse, const void *dout, void *dq,
+                                 void *dk, void *dv)
+{
+    sattn__problem pr;
+    sattn_params local;
+    sattn_status st = sattn__prepare_part(&pr, &local, p, part, SATTN__BACKWARD, q, k, v, out, lse, dout, dq,
+                                          dk, dv);
+    if (st != SATTN_OK) return st;
+    return backward_run(&pr, q, k, v, out, lse, dout, dq, dk, dv);
 }

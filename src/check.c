@@ -282,6 +282,71 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->window_left = window_side(p->window_left);
     prob->window_right = window_side(p->window_right);
     prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
+    prob->part = 0;
+    prob->pos_q = prob->pos_kv = 0;
+    prob->glob_seq_q = p->seq_q;
+    prob->glob_seq_kv = p->seq_kv;
+    prob->glob_seqlens_q = prob->glob_seqlens_kv = NULL;
+    return SATTN_OK;
+}
+
+sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, const sattn_params *p,
+                                 const sattn_part *part, int which, const void *q, const void *k,
+                                 const void *v, const void *out, const float *lse, const void *dout,
+                                 const void *dq, const void *dk, const void *dv)
+{
+    if (p == NULL) return sattn__fail("params is NULL");
+    if (part == NULL) return sattn__fail("part is NULL");
+    if (p->cu_seqlens_q || p->cu_seqlens_kv) {
+        sattn__fail("a part of a packed batch (cu_seqlens_q / cu_seqlens_kv) is not supported: "
+                    "its rows have no single global position; give each sequence its own call");
+        return SATTN_ERR_UNSUPPORTED;
+    }
+    /* the whole problem's extents first: the part is checked against them */
+    TRY(check_size("batch", p->batch, 1));
+    TRY(check_size("seq_q", p->seq_q, 0));
+    TRY(check_size("seq_kv", p->seq_kv, 0));
+    if (part->q_start < 0 || part->q_rows < 0 || part->q_start > p->seq_q || part->q_rows > p->seq_q - part->q_start)
+        return sattn__fail("part: query rows [%lld, %lld + %lld) must lie in [0, seq_q = %lld]",
+                           (long long)part->q_start, (long long)part->q_start, (long long)part->q_rows,
+                           (long long)p->seq_q);
+    if (part->kv_start < 0 || part->kv_rows < 0 || part->kv_start > p->seq_kv ||
+        part->kv_rows > p->seq_kv - part->kv_start)
+        return sattn__fail("part: key rows [%lld, %lld + %lld) must lie in [0, seq_kv = %lld]",
+                           (long long)part->kv_start, (long long)part->kv_start, (long long)part->kv_rows,
+                           (long long)p->seq_kv);
+    if (p->seqlens_q) TRY(check_seqlens("seqlens_q", p->seqlens_q, NULL, p->batch, p->seq_q));
+    if (p->seqlens_kv) TRY(check_seqlens("seqlens_kv", p->seqlens_kv, NULL, p->batch, p->seq_kv));
+    if (p->heads_q >= 1 && p->heads_q <= SATTN__MAX_EXTENT) { /* else the local check names it */
+        const int64_t ext4[4] = {p->batch, p->heads_q, p->seq_q, p->seq_kv};
+        if (p->bias) {
+            TRY(check_strides4("bias_stride", p->bias_stride));
+            TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1));
+        }
+        if (p->mask) {
+            TRY(check_strides4("mask_stride", p->mask_stride));
+            TRY(check_span("mask_stride", "mask", p->mask_stride, ext4, 4, 1));
+        }
+    }
+    /* the local problem: the part's rows, no lengths (they come from the whole), and
+       bias and mask checked above at the whole problem's extents */
+    *local = *p;
+    local->seq_q = part->q_rows;
+    local->seq_kv = part->kv_rows;
+    local->seqlens_q = local->seqlens_kv = NULL;
+    local->bias = NULL;
+    local->mask = NULL;
+    TRY(sattn__prepare(prob, local, which, q, k, v, out, lse, dout, dq, dk, dv));
+    local->bias = p->bias;
+    local->mask = p->mask;
+    prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
+    prob->part = 1;
+    prob->pos_q = part->q_start;
+    prob->pos_kv = part->kv_start;
+    prob->glob_seq_q = p->seq_q;
+    prob->glob_seq_kv = p->seq_kv;
+    prob->glob_seqlens_q = p->seqlens_q;
+    prob->glob_seqlens_kv = p->seqlens_kv;
     return SATTN_OK;
 }
 
@@ -313,4 +378,19 @@ void sattn__seq_info(const sattn__problem *prob, int64_t b, sattn__seq *s)
     }
     s->len_q = p->seqlens_q ? p->seqlens_q[b] : s->rows_q;
     s->len_kv = p->seqlens_kv ? p->seqlens_kv[b] : s->rows_kv;
+    s->pos_q = s->pos_kv = 0;
+    s->diag_q = s->len_q;
+    s->diag_kv = s->len_kv;
+    if (prob->part) { /* the part's rows of sequences of the whole problem's lengths */
+        int64_t gq = prob->glob_seqlens_q ? prob->glob_seqlens_q[b] : prob->glob_seq_q;
+        int64_t gk = prob->glob_seqlens_kv ? prob->glob_seqlens_kv[b] : prob->glob_seq_kv;
+        s->pos_q = prob->pos_q;
+        s->pos_kv = prob->pos_kv;
+        s->diag_q = gq;
+        s->diag_kv = gk;
+        gq -= prob->pos_q;
+        gk -= prob->pos_kv;
+        s->len_q = gq < 0 ? 0 : gq < s->rows_q ? gq : s->rows_q;
+        s->len_kv = gk < 0 ? 0 : gk < s->rows_kv ? gk : s->rows_kv;
+    }
 }

@@ -561,12 +561,11 @@ static sattn_status forward_split(const fwd_ctx *c, int64_t groups, int64_t nkb)
     return SATTN_OK;
 }
 
-sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, const void *v,
-                           void *out, float *lse)
+static sattn_status forward_run(const sattn__problem *prp, const void *q, const void *k, const void *v,
+                                void *out, float *lse)
 {
-    sattn__problem pr;
-    sattn_status st = sattn__prepare(&pr, p, SATTN__FORWARD, q, k, v, out, lse, NULL, NULL, NULL, NULL);
-    if (st != SATTN_OK) return st;
+    const sattn__problem pr = *prp;
+    const sattn_params *p = pr.p;
 
     const int64_t nqb = (pr.seq_q + SATTN__BQ - 1) / SATTN__BQ;
     const int64_t nkb = (pr.seq_kv + SATTN__BK - 1) / SATTN__BK;
@@ -634,4 +633,24 @@ sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, 
     sattn__scratch_free(scratch);
     free(c.pack);
     return SATTN_OK;
+}
+
+sattn_status sattn_forward(const sattn_params *p, const void *q, const void *k, const void *v,
+                           void *out, float *lse)
+{
+    sattn__problem pr;
+    sattn_status st = sattn__prepare(&pr, p, SATTN__FORWARD, q, k, v, out, lse, NULL, NULL, NULL, NULL);
+    if (st != SATTN_OK) return st;
+    return forward_run(&pr, q, k, v, out, lse);
+}
+
+sattn_status sattn_forward_part(const sattn_params *p, const sattn_part *part, const void *q, const void *k,
+                                const void *v, void *out, float *lse)
+{
+    sattn__problem pr;
+    sattn_params local;
+    sattn_status st = sattn__prepare_part(&pr, &local, p, part, SATTN__FORWARD, q, k, v, out, lse, NULL, NULL,
+                                          NULL, NULL);
+    if (st != SATTN_OK) return st;
+    return forward_run(&pr, q, k, v, out, lse);
 }

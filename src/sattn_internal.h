@@ -159,6 +159,12 @@ typedef struct sattn__problem {
        stays far from int64 overflow. */
     int64_t window_left, window_right;
     int has_score_mods;                     /* softcap, alibi, bias or mask present */
+    /* A part of a longer problem (sattn_forward_part): local query row 0 is global row
+       pos_q, local key 0 global key pos_kv, and the whole sequences are glob_seq_q /
+       glob_seq_kv long (or glob_seqlens_*[b]). part = 0 and the rest 0 otherwise. */
+    int part;
+    int64_t pos_q, pos_kv, glob_seq_q, glob_seq_kv;
+    const int32_t *glob_seqlens_q, *glob_seqlens_kv;
 } sattn__problem;
 
 /* One sequence of the batch, resolved. Row i, head h of this sequence in q starts at
@@ -171,7 +177,18 @@ typedef struct sattn__seq {
     int64_t q_batch, kv_batch; /* index on the batch axis: b, or 0 with cu_seqlens */
     int64_t lse_row0;          /* lse[h * lse_hstride + lse_row0 + i] */
     int64_t lse_hstride;
+    /* Positions (sattn_forward_part): local row i is query i + pos_q of a sequence whose
+       valid lengths are diag_q, diag_kv (what the bottom-right diagonal and ALiBi
+       measure from); local key j is key j + pos_kv. 0, len_q, 0, len_kv otherwise. */
+    int64_t pos_q, pos_kv, diag_q, diag_kv;
 } sattn__seq;
+
+/* The bottom-right diagonal of local row i in local key coordinates:
+   (i + pos_q) + diag_kv - diag_q - pos_kv. */
+static inline int64_t sattn__diag(const sattn__seq *s, int64_t i)
+{
+    return i + s->pos_q + s->diag_kv - s->diag_q - s->pos_kv;
+}
 
 enum { SATTN__FORWARD = 0, SATTN__BACKWARD = 1, SATTN__WEIGHTS = 2 };
 
@@ -183,6 +200,14 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
                             const void *q, const void *k, const void *v, const void *out,
                             const float *lse, const void *dout,
                             const void *dq, const void *dk, const void *dv);
+
+/* sattn__prepare for a part (sattn_forward_part): checks part and the whole problem p,
+   then prepares the local problem, which it writes into *local (prob->p points to it,
+   so it must outlive prob). cu_seqlens give SATTN_ERR_UNSUPPORTED. */
+sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, const sattn_params *p,
+                                 const sattn_part *part, int which, const void *q, const void *k,
+                                 const void *v, const void *out, const float *lse, const void *dout,
+                                 const void *dq, const void *dk, const void *dv);
 
 void sattn__seq_info(const sattn__problem *prob, int64_t b, sattn__seq *s);
 

@@ -15,13 +15,15 @@ void sattn__row_range(const sattn__problem *prob, const sattn__seq *s, int64_t i
                       int64_t *lo, int64_t *hi)
 {
     const sattn_params *p = prob->p;
-    int64_t d = i + s->len_kv - s->len_q; /* the bottom-right aligned diagonal */
+    int64_t d = sattn__diag(s, i);        /* the bottom-right aligned diagonal */
+    int64_t top = i + s->pos_q - s->pos_kv; /* the top-left one: global j <= global i */
     int64_t a = 0, e = s->len_kv;         /* [a, e) */
-    if (p->causal == SATTN_CAUSAL_TOP_LEFT && i + 1 < e) e = i + 1;
+    if (p->causal == SATTN_CAUSAL_TOP_LEFT && top + 1 < e) e = top + 1;
     if (p->causal == SATTN_CAUSAL_BOTTOM_RIGHT && d + 1 < e) e = d + 1;
     const int64_t wl = prob->window_left, wr = prob->window_right; /* clamped: no overflow */
     if (wl > 0 && d - wl > a) a = d - wl;
     if (wr > 0 && d + wr + 1 < e) e = d + wr + 1;
+    if (a > s->len_kv) a = s->len_kv; /* a part's keys can all lie before the window */
     if (e < a) e = a;
     *lo = a;
     *hi = e;
@@ -75,7 +77,7 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
             }
         }
         if (p->alibi_slopes) {
-            int64_t d = i + s->len_kv - s->len_q;
+            int64_t d = sattn__diag(s, i);
             for (int c = 0; c < nk; c++) {
                 int64_t dist = d - (j0 + c);
                 row[c] -= slope * (float)(dist < 0 ? -dist : dist);
@@ -83,7 +85,7 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
         }
         if (p->bias) {
             const float *br = p->bias + b * p->bias_stride[0] + h * p->bias_stride[1] +
-                              i * p->bias_stride[2] + j0 * p->bias_stride[3];
+                              (i + s->pos_q) * p->bias_stride[2] + (j0 + s->pos_kv) * p->bias_stride[3];
             int64_t bs = p->bias_stride[3];
             for (int c = 0; c < nk; c++) {
                 float bv = br[c * bs];
@@ -93,7 +95,7 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
         }
         if (p->mask) {
             const uint8_t *mr = p->mask + b * p->mask_stride[0] + h * p->mask_stride[1] +
-                                i * p->mask_stride[2] + j0 * p->mask_stride[3];
+                                (i + s->pos_q) * p->mask_stride[2] + (j0 + s->pos_kv) * p->mask_stride[3];
             int64_t ms = p->mask_stride[3];
             for (int c = 0; c < nk; c++)
                 if (!mr[c * ms]) row[c] = -INFINITY;
@@ -119,11 +121,12 @@ void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_
     const float keep = prob->dropout_scale;
     for (int r = 0; r < mq; r++) {
         float *z = Z + (int64_t)r * ldz;
-        uint32_t ctr[4] = {0, (uint32_t)(i0 + r), (uint32_t)h, (uint32_t)s->b};
+        /* counters at positions in the whole sequence (a part's rows start at pos_q) */
+        uint32_t ctr[4] = {0, (uint32_t)(i0 + r + s->pos_q), (uint32_t)h, (uint32_t)s->b};
         uint32_t rnd[4];
         int64_t have = -1; /* the j >> 2 that rnd holds */
         for (int c = 0; c < nk; c++) {
-            int64_t j = j0 + c;
+            int64_t j = j0 + c + s->pos_kv;
             if ((j >> 2) != have) {
                 have = j >> 2;
                 ctr[0] = (uint32_t)have;
