@@ -182,7 +182,7 @@ SATTN_API sattn_status sattn_backward(const sattn_params *p,
      k, v, dk, dv      rows kv_start .. kv_start + kv_rows - 1
    laid out by p's strides (all zero: packed [batch][q_rows or kv_rows][heads][dim]);
    lse is packed [batch][heads_q][q_rows]. bias and mask, when given, cover the whole
-   problem and are read at global (i, j).
+   problem and are read at global (i, j) (and head h + head_offset).
    Forward: out and lse are those of the part's queries over the part's keys only
    (softmax over those keys): partial results over disjoint key ranges merge exactly as
        lse = log(sum_k exp(lse_k)),  out = sum_k exp(lse_k - lse) out_k
@@ -196,6 +196,11 @@ SATTN_API sattn_status sattn_backward(const sattn_params *p,
 typedef struct sattn_part {
     int64_t q_start, q_rows;   /* 0 <= q_start, q_start + q_rows <= seq_q */
     int64_t kv_start, kv_rows; /* 0 <= kv_start, kv_start + kv_rows <= seq_kv */
+    /* >= 0: the tensors' query head h is head h + head_offset of the whole problem for
+       the rules that name a head (alibi_slopes[], the head axis of bias and mask, the
+       dropout counter), for callers that split the heads too; heads_q and heads_kv in
+       p count the tensors' heads. 0: the tensors hold every head. */
+    int64_t head_offset;
 } sattn_part;
 
 SATTN_API sattn_status sattn_forward_part(const sattn_params *p, const sattn_part *part,

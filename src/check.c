@@ -287,6 +287,7 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->glob_seq_q = p->seq_q;
     prob->glob_seq_kv = p->seq_kv;
     prob->glob_seqlens_q = prob->glob_seqlens_kv = NULL;
+    prob->head_off = 0;
     return SATTN_OK;
 }
 
@@ -315,10 +316,13 @@ sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, cons
         return sattn__fail("part: key rows [%lld, %lld + %lld) must lie in [0, seq_kv = %lld]",
                            (long long)part->kv_start, (long long)part->kv_start, (long long)part->kv_rows,
                            (long long)p->seq_kv);
+    if (part->head_offset < 0 || part->head_offset > SATTN__MAX_EXTENT)
+        return sattn__fail("part: head_offset must be in [0, %lld] (got %lld)", (long long)SATTN__MAX_EXTENT,
+                           (long long)part->head_offset);
     if (p->seqlens_q) TRY(check_seqlens("seqlens_q", p->seqlens_q, NULL, p->batch, p->seq_q));
     if (p->seqlens_kv) TRY(check_seqlens("seqlens_kv", p->seqlens_kv, NULL, p->batch, p->seq_kv));
     if (p->heads_q >= 1 && p->heads_q <= SATTN__MAX_EXTENT) { /* else the local check names it */
-        const int64_t ext4[4] = {p->batch, p->heads_q, p->seq_q, p->seq_kv};
+        const int64_t ext4[4] = {p->batch, p->heads_q + part->head_offset, p->seq_q, p->seq_kv};
         if (p->bias) {
             TRY(check_strides4("bias_stride", p->bias_stride));
             TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1));
@@ -336,6 +340,7 @@ sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, cons
     local->seqlens_q = local->seqlens_kv = NULL;
     local->bias = NULL;
     local->mask = NULL;
+    if (p->alibi_slopes) local->alibi_slopes = p->alibi_slopes + part->head_offset; /* the tensors' heads */
     TRY(sattn__prepare(prob, local, which, q, k, v, out, lse, dout, dq, dk, dv));
     local->bias = p->bias;
     local->mask = p->mask;
@@ -347,6 +352,7 @@ sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, cons
     prob->glob_seq_kv = p->seq_kv;
     prob->glob_seqlens_q = p->seqlens_q;
     prob->glob_seqlens_kv = p->seqlens_kv;
+    prob->head_off = part->head_offset;
     return SATTN_OK;
 }
 

@@ -165,6 +165,7 @@ typedef struct sattn__problem {
     int part;
     int64_t pos_q, pos_kv, glob_seq_q, glob_seq_kv;
     const int32_t *glob_seqlens_q, *glob_seqlens_kv;
+    int64_t head_off; /* query head h is head h + head_off for alibi, bias, mask, dropout */
 } sattn__problem;
 
 /* One sequence of the batch, resolved. Row i, head h of this sequence in q starts at

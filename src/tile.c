@@ -84,7 +84,7 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
             }
         }
         if (p->bias) {
-            const float *br = p->bias + b * p->bias_stride[0] + h * p->bias_stride[1] +
+            const float *br = p->bias + b * p->bias_stride[0] + (h + prob->head_off) * p->bias_stride[1] +
                               (i + s->pos_q) * p->bias_stride[2] + (j0 + s->pos_kv) * p->bias_stride[3];
             int64_t bs = p->bias_stride[3];
             for (int c = 0; c < nk; c++) {
@@ -94,7 +94,7 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
             }
         }
         if (p->mask) {
-            const uint8_t *mr = p->mask + b * p->mask_stride[0] + h * p->mask_stride[1] +
+            const uint8_t *mr = p->mask + b * p->mask_stride[0] + (h + prob->head_off) * p->mask_stride[1] +
                                 (i + s->pos_q) * p->mask_stride[2] + (j0 + s->pos_kv) * p->mask_stride[3];
             int64_t ms = p->mask_stride[3];
             for (int c = 0; c < nk; c++)
@@ -122,7 +122,7 @@ void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_
     for (int r = 0; r < mq; r++) {
         float *z = Z + (int64_t)r * ldz;
         /* counters at positions in the whole sequence (a part's rows start at pos_q) */
-        uint32_t ctr[4] = {0, (uint32_t)(i0 + r + s->pos_q), (uint32_t)h, (uint32_t)s->b};
+        uint32_t ctr[4] = {0, (uint32_t)(i0 + r + s->pos_q), (uint32_t)(h + prob->head_off), (uint32_t)s->b};
         uint32_t rnd[4];
         int64_t have = -1; /* the j >> 2 that rnd holds */
         for (int c = 0; c < nk; c++) {

@@ -60,22 +60,29 @@ static int run_case(const tu_case *c, tu_rng *r, const char *label)
     int ok = 1;
     char what[160];
 
-    /* ---- forward, part by part, merged through the lse ---- */
+    /* ---- forward, part by part (and head by head with hsplit), merged through the lse ---- */
+    const int hsplit = tu_chance(r, 0.3);
+    const int64_t G = H / c->tk.heads, Hl = hsplit ? 1 : H;
+    for (int64_t hh = 0; hh < (hsplit ? H : 1); hh++)
     for (int a = 0; a < nq && ok; a++)
         for (int b = 0; b < nk && ok; b++) {
-            sattn_part part = {qa[a], qa[a + 1] - qa[a], ka[b], ka[b + 1] - ka[b]};
+            sattn_part part = {qa[a], qa[a + 1] - qa[a], ka[b], ka[b + 1] - ka[b], hh};
+            sattn_params pp = p;
+            if (hsplit) pp.heads_q = pp.heads_kv = 1;
+            const int64_t qo = hh * p.head_dim, ko = hh / G * p.head_dim, vo = hh / G * dv, oo = hh * dv;
             const int64_t rows = part.q_rows;
-            sattn_status st = sattn_forward_part(&p, &part, (const float *)c->q + qa[a] * c->tq.rstride[1],
-                                                 (const float *)c->k + ka[b] * c->tk.rstride[1],
-                                                 (const float *)c->v + ka[b] * c->tv.rstride[1],
-                                                 po + qa[a] * c->to.rstride[1], pl);
-            ok &= tu_check(st == SATTN_OK, "%s: forward part q[%lld,+%lld) kv[%lld,+%lld): %s", label,
+            sattn_status st = sattn_forward_part(&pp, &part, (const float *)c->q + qa[a] * c->tq.rstride[1] + qo,
+                                                 (const float *)c->k + ka[b] * c->tk.rstride[1] + ko,
+                                                 (const float *)c->v + ka[b] * c->tv.rstride[1] + vo,
+                                                 po + qa[a] * c->to.rstride[1] + oo, pl);
+            ok &= tu_check(st == SATTN_OK, "%s: forward part q[%lld,+%lld) kv[%lld,+%lld) heads %lld+%lld: %s", label,
                            (long long)part.q_start, (long long)rows, (long long)part.kv_start,
-                           (long long)part.kv_rows, sattn_last_error());
+                           (long long)part.kv_rows, (long long)hh, (long long)Hl, sattn_last_error());
             for (int64_t bb = 0; ok && bb < B; bb++)
-                for (int64_t h = 0; h < H; h++)
+                for (int64_t hl = 0; hl < Hl; hl++)
                     for (int64_t i = 0; i < rows; i++) {
-                        float lp = pl[(bb * H + h) * rows + i];
+                        const int64_t h = hh + hl;
+                        float lp = pl[(bb * Hl + hl) * rows + i];
                         float *la = &lse[(bb * H + h) * Sq + qa[a] + i];
                         float *oa = out + tu_offset(&c->to, bb, qa[a] + i, h);
                         const float *op = po + tu_offset(&c->to, bb, qa[a] + i, h);
@@ -122,29 +129,34 @@ static int run_case(const tu_case *c, tu_rng *r, const char *label)
             mag[t] = tu_alloc_f64(n3[t]);
         }
         const tu_tensor *ts[3] = {&c->tq, &c->tk, &c->tv};
+        for (int64_t hh = 0; hh < (hsplit ? H : 1); hh++)
         for (int a = 0; a < nq && ok; a++)
             for (int b = 0; b < nk && ok; b++) {
-                sattn_part part = {qa[a], qa[a + 1] - qa[a], ka[b], ka[b + 1] - ka[b]};
+                sattn_part part = {qa[a], qa[a + 1] - qa[a], ka[b], ka[b + 1] - ka[b], hh};
+                sattn_params pp = p;
+                if (hsplit) pp.heads_q = pp.heads_kv = 1;
+                const int64_t qo = hh * p.head_dim, ko = hh / G * p.head_dim, vo = hh / G * dv, oo = hh * dv;
                 /* the part's lse rows, packed [batch][heads][q_rows] */
                 for (int64_t bb = 0; bb < B; bb++)
-                    for (int64_t h = 0; h < H; h++)
+                    for (int64_t hl = 0; hl < Hl; hl++)
                         for (int64_t i = 0; i < part.q_rows; i++)
-                            pl[(bb * H + h) * part.q_rows + i] = lse[(bb * H + h) * Sq + qa[a] + i];
-                float *dq = tmp[0] + qa[a] * c->tq.rstride[1], *dk = tmp[1] + ka[b] * c->tk.rstride[1],
-                      *dvp = tmp[2] + ka[b] * c->tv.rstride[1];
+                            pl[(bb * Hl + hl) * part.q_rows + i] = lse[(bb * H + hh + hl) * Sq + qa[a] + i];
+                float *dq = tmp[0] + qa[a] * c->tq.rstride[1] + qo, *dk = tmp[1] + ka[b] * c->tk.rstride[1] + ko,
+                      *dvp = tmp[2] + ka[b] * c->tv.rstride[1] + vo;
                 sattn_status st = sattn_backward_part(
-                    &p, &part, (const float *)c->q + qa[a] * c->tq.rstride[1],
-                    (const float *)c->k + ka[b] * c->tk.rstride[1], (const float *)c->v + ka[b] * c->tv.rstride[1],
-                    out + qa[a] * c->to.rstride[1], pl, (const float *)c->dout + qa[a] * c->to.rstride[1], dq, dk,
-                    dvp);
+                    &pp, &part, (const float *)c->q + qa[a] * c->tq.rstride[1] + qo,
+                    (const float *)c->k + ka[b] * c->tk.rstride[1] + ko,
+                    (const float *)c->v + ka[b] * c->tv.rstride[1] + vo, out + qa[a] * c->to.rstride[1] + oo, pl,
+                    (const float *)c->dout + qa[a] * c->to.rstride[1] + oo, dq, dk, dvp);
                 ok &= tu_check(st == SATTN_OK, "%s: backward part: %s", label, sattn_last_error());
-                /* add the rows this part wrote */
+                /* add the rows and heads this part wrote */
                 const int64_t r0[3] = {qa[a], ka[b], ka[b]}, rn[3] = {part.q_rows, part.kv_rows, part.kv_rows};
-                const int64_t hh[3] = {H, ts[1]->heads, ts[2]->heads};
+                const int64_t h0[3] = {hh, hh / G, hh / G};
+                const int64_t hn[3] = {Hl, hsplit ? 1 : ts[1]->heads, hsplit ? 1 : ts[2]->heads};
                 for (int t = 0; ok && t < 3; t++)
                     for (int64_t bb = 0; bb < B; bb++)
                         for (int64_t i = r0[t]; i < r0[t] + rn[t]; i++)
-                            for (int64_t h = 0; h < hh[t]; h++) {
+                            for (int64_t h = h0[t]; h < h0[t] + hn[t]; h++) {
                                 int64_t o = tu_offset(ts[t], bb, i, h);
                                 for (int64_t e = 0; e < ts[t]->dim; e++) acc[t][o + e] += tmp[t][o + e];
                             }
@@ -177,7 +189,7 @@ static void whole_is_forward(const tu_case *c, const char *label)
     const int64_t no = c->to.count, nl = c->nlse;
     float *o1 = calloc((size_t)no + 1, sizeof(float)), *o2 = calloc((size_t)no + 1, sizeof(float));
     float *l1 = calloc((size_t)nl + 1, sizeof(float)), *l2 = calloc((size_t)nl + 1, sizeof(float));
-    sattn_part all = {0, c->p.seq_q, 0, c->p.seq_kv};
+    sattn_part all = {0, c->p.seq_q, 0, c->p.seq_kv, 0};
     sattn_status s1 = sattn_forward(&c->p, c->q, c->k, c->v, o1, l1);
     sattn_status s2 = sattn_forward_part(&c->p, &all, c->q, c->k, c->v, o2, l2);
     tu_check(s1 == SATTN_OK && s2 == SATTN_OK && !memcmp(o1, o2, sizeof(float) * (size_t)no) &&
@@ -199,18 +211,18 @@ static void refusals(void)
         sattn_part part;
         const char *why;
     } bad[] = {
-        {{-1, 2, 0, 8}, "q_start < 0"},
-        {{7, 2, 0, 8}, "q rows past seq_q"},
-        {{0, 8, 3, 6}, "kv rows past seq_kv"},
-        {{0, -1, 0, 8}, "q_rows < 0"},
-        {{0, 8, 9, 0}, "kv_start past seq_kv"},
+        {{-1, 2, 0, 8, 0}, "q_start < 0"},
+        {{7, 2, 0, 8, 0}, "q rows past seq_q"},
+        {{0, 8, 3, 6, 0}, "kv rows past seq_kv"},
+        {{0, -1, 0, 8, 0}, "q_rows < 0"},
+        {{0, 8, 9, 0, 0}, "kv_start past seq_kv"},
     };
     for (size_t x = 0; x < sizeof bad / sizeof bad[0]; x++) {
         sattn_status st = sattn_forward_part(&c.p, &bad[x].part, c.q, c.k, c.v, out, lse);
         tu_check(st == SATTN_ERR_INVALID && strstr(sattn_last_error(), "part"),
                  "part with %s: status %d, message '%s'", bad[x].why, (int)st, sattn_last_error());
     }
-    sattn_part ok = {0, 8, 0, 8};
+    sattn_part ok = {0, 8, 0, 8, 0};
     tu_check(sattn_forward_part(&c.p, NULL, c.q, c.k, c.v, out, lse) == SATTN_ERR_INVALID, "NULL part accepted");
     tu_check(sattn_forward_part(NULL, &ok, c.q, c.k, c.v, out, lse) == SATTN_ERR_INVALID, "NULL params accepted");
     int32_t cu[2] = {0, 8};
@@ -224,7 +236,7 @@ static void refusals(void)
     sattn_params pm = c.p;
     pm.mask = &m;
     pm.mask_stride[2] = INT64_MAX / 4;
-    sattn_part small = {0, 1, 0, 8};
+    sattn_part small = {0, 1, 0, 8, 0};
     tu_check(sattn_forward_part(&pm, &small, c.q, c.k, c.v, out, lse) == SATTN_ERR_INVALID,
              "a mask too large for the whole problem passed with a one-row part");
     int untouched = 1;
