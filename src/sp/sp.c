@@ -379,16 +379,17 @@ static int block_visible(const sattn_params *p, int64_t qs, int64_t qn, int64_t 
 
 /* ---- merging partial results ---- */
 
-/* Rows [off, off+rows) of the accumulators O (B, n, H, dv), L (B, H, n) absorb a part's
-   Op (same layout) and Lp (B, H, rows):
+/* Rows [off, off+rows), heads [h0, h0+hc) of the accumulators O (B, n, H, dv) and
+   L (B, H, n) absorb a part's Op (laid out as O) and Lp (B, hc, rows):
        l = log(exp(L) + exp(Lp)),  O = exp(L - l) O + exp(Lp - l) Op */
 static void merge(float *O, float *L, const float *Op, const float *Lp, int64_t B, int64_t n, int64_t H,
-                  int64_t dv, int64_t off, int64_t rows)
+                  int64_t dv, int64_t off, int64_t rows, int64_t h0, int64_t hc)
 {
     for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
+        for (int64_t hl = 0; hl < hc; hl++)
             for (int64_t i = 0; i < rows; i++) {
-                const float lp = Lp[(b * H + h) * rows + i];
+                const int64_t h = h0 + hl;
+                const float lp = Lp[(b * hc + hl) * rows + i];
                 if (lp == -INFINITY) continue; /* nothing visible in this part */
                 float *la = L + (b * H + h) * n + off + i;
                 float *oa = O + ((b * n + off + i) * H + h) * dv;
@@ -420,44 +421,71 @@ static void kernel_failed(sp_ctx *c, sattn_status st)
     }
 }
 
-/* dst rows [off, off+rows) += src's, both (B, n, H, dim). */
+/* dst rows [off, off+rows), heads [h0, h0+hc) += src's, both (B, n, H, dim). */
 static void add_rows(float *dst, const float *src, int64_t B, int64_t n, int64_t H, int64_t dim, int64_t off,
-                     int64_t rows)
+                     int64_t rows, int64_t h0, int64_t hc)
 {
-    for (int64_t b = 0; b < B; b++) {
-        const int64_t at = (b * n + off) * H * dim, cnt = rows * H * dim;
-        for (int64_t x = 0; x < cnt; x++) dst[at + x] += src[at + x];
-    }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = off; i < off + rows; i++) {
+            const int64_t at = ((b * n + i) * H + h0) * dim, cnt = hc * dim;
+            for (int64_t x = 0; x < cnt; x++) dst[at + x] += src[at + x];
+        }
 }
 
 /* ---- ring ---- */
 
 typedef struct {
     float *Q, *O, *L;    /* this rank's queries, output and lse accumulators (f32) */
-    float *Op, *Lp;      /* one part's output and lse */
+    float *Op, *Lp;      /* one part's output and lse (B, heads of the call, rows) */
     float *kv[2];        /* K (B, nkv, Hkv, d) then V (B, nkv, Hkv, dv): the block at hand, the next */
     /* backward */
-    float *DO, *LC[2];   /* dout (B, nq, Hq, dv); the lse of each query chunk (B, Hq, len) */
+    float *DO;           /* dout (B, nq, Hq, dv) */
     float *DQ, *DQt;     /* dq accumulator and one part's dq */
     float *DKVs, *DKVt;  /* one step's dK, dV of the block at hand, and one part's */
     float *dkv_send[2], *dkv_recv;
 } ring_bufs;
 
-/* Query chunks (this rank's) against the key chunks of the block from rank src:
-   forward (parts merged into O, L) or backward (shares added to DQ and DKVs). */
-static void ring_parts(sp_ctx *c, ring_bufs *r, const float *kv, int src, int backward)
+/* Query heads per kernel call: all of them. MPI moves a large message between
+   processes of one machine only inside MPI calls (shared-memory copies in pieces), so
+   the ring asks it to progress between calls; splitting the parts by heads to ask more
+   often was measured slower (2 ranks, N = 8192, H = 8, d = 64, zigzag causal: one
+   call per part 219.7 ms, eight 246.9 ms: per-head calls cost more than the 6 ms of
+   transfer they could hide; BENCHMARKS.md). The loop keeps the head split (always
+   whole kv-head groups) for callers of other shapes. */
+static int64_t heads_per_call(const sp_ctx *c)
+{
+    return c->Hq;
+}
+
+/* Lets MPI move the transfers in flight (see heads_per_call). */
+static void poke(int nreq, MPI_Request *req)
+{
+    int done;
+    MPI_Status st[5];
+    if (nreq > 0) MPI_Testall(nreq, req, &done, st);
+}
+
+/* Query chunks (this rank's) against the key chunks of the block from rank src,
+   a few heads per call: forward (parts merged into O, L) or backward (shares added to
+   DQ and DKVs; lse_in the whole rows' lse, (B, Hq, nq)). */
+static void ring_parts(sp_ctx *c, ring_bufs *r, const float *kv, int src, const float *lse_in, int nreq,
+                       MPI_Request *req)
 {
     const sattn_params *p = c->p;
+    const int backward = lse_in != NULL;
     shard_map mq, mk;
     shard_of(c->shard, c->Sq, c->P, c->rank, &mq);
     shard_of(c->shard, c->Skv, c->P, src, &mk);
+    const int64_t hb = heads_per_call(c), g = c->Hq / c->Hkv, Hq = c->Hq, Hkv = c->Hkv, d = c->d, dv = c->dv;
     sattn_params lp = *p;
     lp.dtype = SATTN_F32;
-    packed(lp.q_stride, c->nq, c->Hq, c->d);
-    packed(lp.k_stride, c->nkv, c->Hkv, c->d);
-    packed(lp.v_stride, c->nkv, c->Hkv, c->dv);
-    packed(lp.o_stride, c->nq, c->Hq, c->dv);
-    const int64_t kfl = c->B * c->nkv * c->Hkv * c->d;
+    lp.heads_q = hb;
+    lp.heads_kv = hb / g;
+    packed(lp.q_stride, c->nq, Hq, d);
+    packed(lp.k_stride, c->nkv, Hkv, d);
+    packed(lp.v_stride, c->nkv, Hkv, dv);
+    packed(lp.o_stride, c->nq, Hq, dv);
+    const int64_t kfl = c->B * c->nkv * Hkv * d;
     const float *K = kv, *V = kv + kfl;
     for (int a = 0; a < mq.n; a++)
         for (int b = 0; b < mk.n; b++) {
@@ -467,28 +495,36 @@ static void ring_parts(sp_ctx *c, ring_bufs *r, const float *kv, int src, int ba
             }
             c->computed++;
             if (c->kernel_status != SATTN_OK || sp_bench == SATTN_SP_BENCH_COMM_ONLY) continue;
-            const double t0 = now();
-            sattn_part part = {mq.start[a], mq.len[a], mk.start[b], mk.len[b], 0};
-            const int64_t qo = mq.off[a], ko = mk.off[b];
-            const float *q = r->Q + qo * c->Hq * c->d;
-            const float *k = K + ko * c->Hkv * c->d, *v = V + ko * c->Hkv * c->dv;
-            sattn_status st;
-            if (!backward) {
-                st = sattn_forward_part(&lp, &part, q, k, v, r->Op + qo * c->Hq * c->dv, r->Lp);
-                if (st == SATTN_OK) merge(r->O, r->L, r->Op, r->Lp, c->B, c->nq, c->Hq, c->dv, qo, mq.len[a]);
-            } else {
-                float *DKt = r->DKVt, *DVt = r->DKVt + kfl;
-                st = sattn_backward_part(&lp, &part, q, k, v, r->O + qo * c->Hq * c->dv, r->LC[a],
-                                         r->DO + qo * c->Hq * c->dv, r->DQt + qo * c->Hq * c->d,
-                                         DKt + ko * c->Hkv * c->d, DVt + ko * c->Hkv * c->dv);
-                if (st == SATTN_OK) {
-                    add_rows(r->DQ, r->DQt, c->B, c->nq, c->Hq, c->d, qo, mq.len[a]);
-                    add_rows(r->DKVs, DKt, c->B, c->nkv, c->Hkv, c->d, ko, mk.len[b]);
-                    add_rows(r->DKVs + kfl, DVt, c->B, c->nkv, c->Hkv, c->dv, ko, mk.len[b]);
+            const int64_t qo = mq.off[a], ko = mk.off[b], rows = mq.len[a];
+            for (int64_t h0 = 0; h0 < Hq && c->kernel_status == SATTN_OK; h0 += hb) {
+                const double t0 = now();
+                const int64_t k0 = h0 / g;
+                sattn_part part = {mq.start[a], rows, mk.start[b], mk.len[b], h0};
+                const float *q = r->Q + qo * Hq * d + h0 * d;
+                const float *k = K + ko * Hkv * d + k0 * d, *v = V + ko * Hkv * dv + k0 * dv;
+                sattn_status st;
+                if (!backward) {
+                    st = sattn_forward_part(&lp, &part, q, k, v, r->Op + qo * Hq * dv + h0 * dv, r->Lp);
+                    if (st == SATTN_OK) merge(r->O, r->L, r->Op, r->Lp, c->B, c->nq, Hq, dv, qo, rows, h0, hb);
+                } else {
+                    for (int64_t bb = 0; bb < c->B; bb++) /* these rows' and heads' lse, packed for the call */
+                        for (int64_t h = 0; h < hb; h++)
+                            memcpy(r->Lp + (bb * hb + h) * rows, lse_in + (bb * Hq + h0 + h) * c->nq + qo,
+                                   sizeof(float) * (size_t)rows);
+                    float *DKt = r->DKVt, *DVt = r->DKVt + kfl;
+                    st = sattn_backward_part(&lp, &part, q, k, v, r->O + qo * Hq * dv + h0 * dv, r->Lp,
+                                             r->DO + qo * Hq * dv + h0 * dv, r->DQt + qo * Hq * d + h0 * d,
+                                             DKt + ko * Hkv * d + k0 * d, DVt + ko * Hkv * dv + k0 * dv);
+                    if (st == SATTN_OK) {
+                        add_rows(r->DQ, r->DQt, c->B, c->nq, Hq, d, qo, rows, h0, hb);
+                        add_rows(r->DKVs, DKt, c->B, c->nkv, Hkv, d, ko, mk.len[b], k0, hb / g);
+                        add_rows(r->DKVs + kfl, DVt, c->B, c->nkv, Hkv, dv, ko, mk.len[b], k0, hb / g);
+                    }
                 }
+                if (st != SATTN_OK) kernel_failed(c, st);
+                c->t_compute += now() - t0;
+                poke(nreq, req);
             }
-            if (st != SATTN_OK) kernel_failed(c, st);
-            c->t_compute += now() - t0;
         }
 }
 
@@ -519,7 +555,7 @@ static void ring_forward(sp_ctx *c, ring_bufs *r)
             c->bytes += block * (int64_t)sizeof(float);
             c->messages++;
         }
-        ring_parts(c, r, cur, src, 0);
+        ring_parts(c, r, cur, src, NULL, nreq, req);
         if (nreq) wait_all(c, nreq, req);
     }
 }
@@ -529,7 +565,7 @@ static void ring_forward(sp_ctx *c, ring_bufs *r)
    received from r - 1 and sends it to r + 1; after P steps every accumulator has
    visited every rank and arrives home (block r from rank r - 1). The sum for a block
    runs in the fixed order of the ranks from its owner on. */
-static void ring_backward(sp_ctx *c, ring_bufs *r)
+static void ring_backward(sp_ctx *c, ring_bufs *r, const float *lse_in)
 {
     const int P = c->P, next = (c->rank + 1) % P, prev = (c->rank + P - 1) % P;
     const int64_t block = c->B * c->nkv * c->Hkv * (c->d + c->dv);
@@ -548,7 +584,12 @@ static void ring_backward(sp_ctx *c, ring_bufs *r)
             c->messages++;
         }
         memset(r->DKVs, 0, sizeof(float) * (size_t)block);
-        ring_parts(c, r, cur, src, 1);
+        /* every transfer in flight progresses between the kernel calls */
+        MPI_Request all[5] = {nreq ? req[0] : MPI_REQUEST_NULL, nreq ? req[1] : MPI_REQUEST_NULL, dreq[1], sends[0],
+                              sends[1]};
+        ring_parts(c, r, cur, src, lse_in, 5, all);
+        if (nreq) req[0] = all[0], req[1] = all[1];
+        dreq[1] = all[2], sends[0] = all[3], sends[1] = all[4];
         /* the accumulator for block src: what ranks src .. r - 1 added, plus this share */
         float *out = r->dkv_send[t & 1];
         if (comm) {
@@ -838,13 +879,11 @@ static sattn_status sp_run(MPI_Comm comm, sattn_sp_method method, sattn_sp_shard
             r.L = take(&c, &a, B * Hq * nq);
             r.kv[0] = take(&c, &a, block);
             r.kv[1] = c.P > 1 ? take(&c, &a, block) : r.kv[0];
+            r.Lp = take(&c, &a, B * heads_per_call(&c) * chunk);
             if (!backward) {
                 r.Op = take(&c, &a, B * nq * Hq * dv_);
-                r.Lp = take(&c, &a, B * Hq * chunk);
             } else {
                 r.DO = take(&c, &a, B * nq * Hq * dv_);
-                r.LC[0] = take(&c, &a, B * Hq * chunk);
-                r.LC[1] = shard == SATTN_SP_ZIGZAG ? take(&c, &a, B * Hq * chunk) : NULL;
                 r.DQ = take(&c, &a, B * nq * Hq * d);
                 r.DQt = take(&c, &a, B * nq * Hq * d);
                 r.DKVs = take(&c, &a, block);
@@ -905,16 +944,10 @@ static sattn_status sp_run(MPI_Comm comm, sattn_sp_method method, sattn_sp_shard
             gather(r.O, out, c.os, B, nq, Hq, dv_, dt);
             gather(r.DO, dout, c.os, B, nq, Hq, dv_, dt);
             memset(r.DQ, 0, sizeof(float) * (size_t)(B * nq * Hq * d));
-            shard_map mq;
-            shard_of(shard, c.Sq, c.P, c.rank, &mq);
-            for (int ch = 0; ch < mq.n; ch++) /* each chunk's lse rows, packed for its parts */
-                for (int64_t bh = 0; bh < B * Hq; bh++)
-                    memcpy(r.LC[ch] + bh * mq.len[ch], lse_in + bh * nq + mq.off[ch],
-                           sizeof(float) * (size_t)mq.len[ch]);
         }
         c.t_compute += now() - tc;
         if (!backward) ring_forward(&c, &r);
-        else ring_backward(&c, &r);
+        else ring_backward(&c, &r, lse_in);
     } else {
         double tc = now();
         gather(u.Q, q, c.qs, B, nq, Hq, d, dt);
