@@ -68,7 +68,8 @@ typedef enum { SATTN_SP_CONTIGUOUS = 0, SATTN_SP_ZIGZAG = 1 } sattn_sp_shard;
    any rank gives SATTN_ERR_NOMEM everywhere. Nothing is written on failure. comm must
    be a valid intracommunicator on every rank (MPI_COMM_NULL on one rank returns
    SATTN_ERR_INVALID there, but the others cannot know: they would wait for it).
-   Every rank must call with the same method and shard.
+   Every rank must call with the same method and shard. Each call works on its own
+   duplicate of comm (MPI_Comm_dup), so its messages never match the caller's.
    Deterministic for a given P: the same inputs give the same bits (partial results are
    merged in a fixed order). Results differ from the single-process call only by f32
    rounding (merging through f32 lse adds a relative error of about |lse| 2^-24 per

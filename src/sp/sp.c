@@ -860,7 +860,10 @@ static sattn_status sp_run(MPI_Comm comm, sattn_sp_method method, sattn_sp_shard
     const double t0 = now();
     sp_ctx c;
     arena a = {{0}, 0, 0, 0};
-    sattn_status st = begin(&c, comm, method, shard, p);
+    /* the call's own communicator: its messages can never match the caller's */
+    MPI_Comm own;
+    MPI_Comm_dup(comm, &own);
+    sattn_status st = begin(&c, own, method, shard, p);
     if (st == SATTN_OK)
         st = check_local(&c, backward, q, k, v, out, backward ? lse_in : lse, dout, dq, dk, dv);
     uint64_t fp[FP_N] = {0};
@@ -928,6 +931,7 @@ static sattn_status sp_run(MPI_Comm comm, sattn_sp_method method, sattn_sp_shard
     if (st != SATTN_OK) {
         arena_free(&a);
         finish_stats(&c, t0);
+        MPI_Comm_free(&own);
         return st;
     }
 
@@ -980,6 +984,7 @@ static sattn_status sp_run(MPI_Comm comm, sattn_sp_method method, sattn_sp_shard
     }
     arena_free(&a);
     finish_stats(&c, t0);
+    MPI_Comm_free(&own);
     return st;
 }
 
