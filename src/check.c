@@ -135,6 +135,22 @@ static sattn_status check_strides4(const char *name, const int64_t st[4])
     return SATTN_OK;
 }
 
+/* bias and mask, when given: strides >= 0 and every offset an int64, over (batch,
+   heads_q + head_offset, seq_q, seq_kv) (a part reads them at the whole problem's heads). */
+static sattn_status check_bias_mask(const sattn_params *p, int64_t head_offset)
+{
+    const int64_t ext4[4] = {p->batch, p->heads_q + head_offset, p->seq_q, p->seq_kv};
+    if (p->bias) {
+        TRY(check_strides4("bias_stride", p->bias_stride));
+        TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1));
+    }
+    if (p->mask) {
+        TRY(check_strides4("mask_stride", p->mask_stride));
+        TRY(check_span("mask_stride", "mask", p->mask_stride, ext4, 4, 1));
+    }
+    return SATTN_OK;
+}
+
 /* A window side as the tile rules read it: 0 (unbounded) for <= 0, at most
    SATTN__WINDOW_MAX (already past every key). */
 static int64_t window_side(int64_t w)
@@ -222,15 +238,7 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     }
 
     /* ---- optional score terms ---- */
-    const int64_t ext4[4] = {p->batch, p->heads_q, p->seq_q, p->seq_kv};
-    if (p->bias) {
-        TRY(check_strides4("bias_stride", p->bias_stride));
-        TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1));
-    }
-    if (p->mask) {
-        TRY(check_strides4("mask_stride", p->mask_stride));
-        TRY(check_span("mask_stride", "mask", p->mask_stride, ext4, 4, 1));
-    }
+    TRY(check_bias_mask(p, 0));
     if (p->alibi_slopes)
         for (int64_t h = 0; h < p->heads_q; h++)
             if (!isfinite(p->alibi_slopes[h]))
@@ -321,30 +329,16 @@ sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, cons
                            (long long)part->head_offset);
     if (p->seqlens_q) TRY(check_seqlens("seqlens_q", p->seqlens_q, NULL, p->batch, p->seq_q));
     if (p->seqlens_kv) TRY(check_seqlens("seqlens_kv", p->seqlens_kv, NULL, p->batch, p->seq_kv));
-    if (p->heads_q >= 1 && p->heads_q <= SATTN__MAX_EXTENT) { /* else the local check names it */
-        const int64_t ext4[4] = {p->batch, p->heads_q + part->head_offset, p->seq_q, p->seq_kv};
-        if (p->bias) {
-            TRY(check_strides4("bias_stride", p->bias_stride));
-            TRY(check_span("bias_stride", "bias", p->bias_stride, ext4, 4, 1));
-        }
-        if (p->mask) {
-            TRY(check_strides4("mask_stride", p->mask_stride));
-            TRY(check_span("mask_stride", "mask", p->mask_stride, ext4, 4, 1));
-        }
-    }
-    /* the local problem: the part's rows, no lengths (they come from the whole), and
-       bias and mask checked above at the whole problem's extents */
+    if (p->heads_q >= 1 && p->heads_q <= SATTN__MAX_EXTENT) /* else the local check names it */
+        TRY(check_bias_mask(p, part->head_offset));
+    /* the local problem: the part's rows and no lengths (they come from the whole);
+       its own bias and mask check, over the part's smaller extents, then passes */
     *local = *p;
     local->seq_q = part->q_rows;
     local->seq_kv = part->kv_rows;
     local->seqlens_q = local->seqlens_kv = NULL;
-    local->bias = NULL;
-    local->mask = NULL;
     if (p->alibi_slopes) local->alibi_slopes = p->alibi_slopes + part->head_offset; /* the tensors' heads */
     TRY(sattn__prepare(prob, local, which, q, k, v, out, lse, dout, dq, dk, dv));
-    local->bias = p->bias;
-    local->mask = p->mask;
-    prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
     prob->part = 1;
     prob->pos_q = part->q_start;
     prob->pos_kv = part->kv_start;
