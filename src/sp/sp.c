@@ -76,7 +76,6 @@ typedef struct {
     const sattn_params *p;
     int64_t B, Sq, Skv, Hq, Hkv, d, dv;
     int64_t nq, nkv;              /* rows of this rank's shards */
-    size_t es;                    /* bytes per stored element */
     int64_t qs[3], ks[3], vs[3], os[3]; /* resolved strides of the user's shards */
     double t_compute, t_wait;
     int64_t bytes, messages, computed, skipped, peak;
@@ -379,17 +378,16 @@ static int block_visible(const sattn_params *p, int64_t qs, int64_t qn, int64_t 
 
 /* ---- merging partial results ---- */
 
-/* Rows [off, off+rows), heads [h0, h0+hc) of the accumulators O (B, n, H, dv) and
-   L (B, H, n) absorb a part's Op (laid out as O) and Lp (B, hc, rows):
+/* Rows [off, off+rows) of the accumulators O (B, n, H, dv) and L (B, H, n) absorb a
+   part's Op (laid out as O) and Lp (B, H, rows):
        l = log(exp(L) + exp(Lp)),  O = exp(L - l) O + exp(Lp - l) Op */
 static void merge(float *O, float *L, const float *Op, const float *Lp, int64_t B, int64_t n, int64_t H,
-                  int64_t dv, int64_t off, int64_t rows, int64_t h0, int64_t hc)
+                  int64_t dv, int64_t off, int64_t rows)
 {
     for (int64_t b = 0; b < B; b++)
-        for (int64_t hl = 0; hl < hc; hl++)
+        for (int64_t h = 0; h < H; h++)
             for (int64_t i = 0; i < rows; i++) {
-                const int64_t h = h0 + hl;
-                const float lp = Lp[(b * hc + hl) * rows + i];
+                const float lp = Lp[(b * H + h) * rows + i];
                 if (lp == -INFINITY) continue; /* nothing visible in this part */
                 float *la = L + (b * H + h) * n + off + i;
                 float *oa = O + ((b * n + off + i) * H + h) * dv;
@@ -421,22 +419,21 @@ static void kernel_failed(sp_ctx *c, sattn_status st)
     }
 }
 
-/* dst rows [off, off+rows), heads [h0, h0+hc) += src's, both (B, n, H, dim). */
+/* dst rows [off, off+rows) += src's, both (B, n, H, dim). */
 static void add_rows(float *dst, const float *src, int64_t B, int64_t n, int64_t H, int64_t dim, int64_t off,
-                     int64_t rows, int64_t h0, int64_t hc)
+                     int64_t rows)
 {
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t i = off; i < off + rows; i++) {
-            const int64_t at = ((b * n + i) * H + h0) * dim, cnt = hc * dim;
-            for (int64_t x = 0; x < cnt; x++) dst[at + x] += src[at + x];
-        }
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t at = (b * n + off) * H * dim, cnt = rows * H * dim;
+        for (int64_t x = 0; x < cnt; x++) dst[at + x] += src[at + x];
+    }
 }
 
 /* ---- ring ---- */
 
 typedef struct {
     float *Q, *O, *L;    /* this rank's queries, output and lse accumulators (f32) */
-    float *Op, *Lp;      /* one part's output and lse (B, heads of the call, rows) */
+    float *Op, *Lp;      /* one part's output and lse (B, Hq, rows) */
     float *kv[2];        /* K (B, nkv, Hkv, d) then V (B, nkv, Hkv, dv): the block at hand, the next */
     /* backward */
     float *DO;           /* dout (B, nq, Hq, dv) */
@@ -445,19 +442,12 @@ typedef struct {
     float *dkv_send[2], *dkv_recv;
 } ring_bufs;
 
-/* Query heads per kernel call: all of them. MPI moves a large message between
-   processes of one machine only inside MPI calls (shared-memory copies in pieces), so
-   the ring asks it to progress between calls; splitting the parts by heads to ask more
-   often was measured slower (2 ranks, N = 8192, H = 8, d = 64, zigzag causal: one
-   call per part 219.7 ms, eight 246.9 ms: per-head calls cost more than the 6 ms of
-   transfer they could hide; BENCHMARKS.md). The loop keeps the head split (always
-   whole kv-head groups) for callers of other shapes. */
-static int64_t heads_per_call(const sp_ctx *c)
-{
-    return c->Hq;
-}
-
-/* Lets MPI move the transfers in flight (see heads_per_call). */
+/* Lets MPI move the transfers in flight. MPI moves a large message between processes
+   of one machine only inside MPI calls (shared-memory copies in pieces), so the ring
+   asks it to progress between kernel calls. Cutting the parts into per-head calls to
+   ask more often was measured slower (2 ranks, N = 8192, H = 8, d = 64, zigzag causal:
+   one call per part 219.7 ms, one per head 246.9 ms: the calls cost more than the 6 ms
+   of transfer they could hide; BENCHMARKS.md), so there is one call per part. */
 static void poke(int nreq, MPI_Request *req)
 {
     int done;
@@ -465,9 +455,9 @@ static void poke(int nreq, MPI_Request *req)
     if (nreq > 0) MPI_Testall(nreq, req, &done, st);
 }
 
-/* Query chunks (this rank's) against the key chunks of the block from rank src,
-   a few heads per call: forward (parts merged into O, L) or backward (shares added to
-   DQ and DKVs; lse_in the whole rows' lse, (B, Hq, nq)). */
+/* Query chunks (this rank's) against the key chunks of the block from rank src, one
+   kernel call per (query chunk, key chunk) pair: forward (parts merged into O, L) or
+   backward (shares added to DQ and DKVs; lse_in the whole rows' lse, (B, Hq, nq)). */
 static void ring_parts(sp_ctx *c, ring_bufs *r, const float *kv, int src, const float *lse_in, int nreq,
                        MPI_Request *req)
 {
@@ -476,11 +466,9 @@ static void ring_parts(sp_ctx *c, ring_bufs *r, const float *kv, int src, const 
     shard_map mq, mk;
     shard_of(c->shard, c->Sq, c->P, c->rank, &mq);
     shard_of(c->shard, c->Skv, c->P, src, &mk);
-    const int64_t hb = heads_per_call(c), g = c->Hq / c->Hkv, Hq = c->Hq, Hkv = c->Hkv, d = c->d, dv = c->dv;
+    const int64_t Hq = c->Hq, Hkv = c->Hkv, d = c->d, dv = c->dv;
     sattn_params lp = *p;
     lp.dtype = SATTN_F32;
-    lp.heads_q = hb;
-    lp.heads_kv = hb / g;
     packed(lp.q_stride, c->nq, Hq, d);
     packed(lp.k_stride, c->nkv, Hkv, d);
     packed(lp.v_stride, c->nkv, Hkv, dv);
@@ -495,37 +483,42 @@ static void ring_parts(sp_ctx *c, ring_bufs *r, const float *kv, int src, const 
             }
             c->computed++;
             if (c->kernel_status != SATTN_OK || sp_bench == SATTN_SP_BENCH_COMM_ONLY) continue;
+            const double t0 = now();
             const int64_t qo = mq.off[a], ko = mk.off[b], rows = mq.len[a];
-            for (int64_t h0 = 0; h0 < Hq && c->kernel_status == SATTN_OK; h0 += hb) {
-                const double t0 = now();
-                const int64_t k0 = h0 / g;
-                sattn_part part = {mq.start[a], rows, mk.start[b], mk.len[b], h0};
-                const float *q = r->Q + qo * Hq * d + h0 * d;
-                const float *k = K + ko * Hkv * d + k0 * d, *v = V + ko * Hkv * dv + k0 * dv;
-                sattn_status st;
-                if (!backward) {
-                    st = sattn_forward_part(&lp, &part, q, k, v, r->Op + qo * Hq * dv + h0 * dv, r->Lp);
-                    if (st == SATTN_OK) merge(r->O, r->L, r->Op, r->Lp, c->B, c->nq, Hq, dv, qo, rows, h0, hb);
-                } else {
-                    for (int64_t bb = 0; bb < c->B; bb++) /* these rows' and heads' lse, packed for the call */
-                        for (int64_t h = 0; h < hb; h++)
-                            memcpy(r->Lp + (bb * hb + h) * rows, lse_in + (bb * Hq + h0 + h) * c->nq + qo,
-                                   sizeof(float) * (size_t)rows);
-                    float *DKt = r->DKVt, *DVt = r->DKVt + kfl;
-                    st = sattn_backward_part(&lp, &part, q, k, v, r->O + qo * Hq * dv + h0 * dv, r->Lp,
-                                             r->DO + qo * Hq * dv + h0 * dv, r->DQt + qo * Hq * d + h0 * d,
-                                             DKt + ko * Hkv * d + k0 * d, DVt + ko * Hkv * dv + k0 * dv);
-                    if (st == SATTN_OK) {
-                        add_rows(r->DQ, r->DQt, c->B, c->nq, Hq, d, qo, rows, h0, hb);
-                        add_rows(r->DKVs, DKt, c->B, c->nkv, Hkv, d, ko, mk.len[b], k0, hb / g);
-                        add_rows(r->DKVs + kfl, DVt, c->B, c->nkv, Hkv, dv, ko, mk.len[b], k0, hb / g);
-                    }
+            sattn_part part = {mq.start[a], rows, mk.start[b], mk.len[b], 0};
+            const float *q = r->Q + qo * Hq * d, *k = K + ko * Hkv * d, *v = V + ko * Hkv * dv;
+            sattn_status st;
+            if (!backward) {
+                st = sattn_forward_part(&lp, &part, q, k, v, r->Op + qo * Hq * dv, r->Lp);
+                if (st == SATTN_OK) merge(r->O, r->L, r->Op, r->Lp, c->B, c->nq, Hq, dv, qo, rows);
+            } else {
+                for (int64_t bh = 0; bh < c->B * Hq; bh++) /* these rows' lse, packed for the call */
+                    memcpy(r->Lp + bh * rows, lse_in + bh * c->nq + qo, sizeof(float) * (size_t)rows);
+                float *DKt = r->DKVt, *DVt = r->DKVt + kfl;
+                st = sattn_backward_part(&lp, &part, q, k, v, r->O + qo * Hq * dv, r->Lp, r->DO + qo * Hq * dv,
+                                         r->DQt + qo * Hq * d, DKt + ko * Hkv * d, DVt + ko * Hkv * dv);
+                if (st == SATTN_OK) {
+                    add_rows(r->DQ, r->DQt, c->B, c->nq, Hq, d, qo, rows);
+                    add_rows(r->DKVs, DKt, c->B, c->nkv, Hkv, d, ko, mk.len[b]);
+                    add_rows(r->DKVs + kfl, DVt, c->B, c->nkv, Hkv, dv, ko, mk.len[b]);
                 }
-                if (st != SATTN_OK) kernel_failed(c, st);
-                c->t_compute += now() - t0;
-                poke(nreq, req);
             }
+            if (st != SATTN_OK) kernel_failed(c, st);
+            c->t_compute += now() - t0;
+            poke(nreq, req);
         }
+}
+
+/* Starts step t's transfers: the block at hand (cur) to the next rank, the next block
+   into nxt from the previous one. Returns the two requests' count. */
+static int pass_block(sp_ctx *c, float *cur, float *nxt, MPI_Request req[2])
+{
+    const int64_t block = c->B * c->nkv * c->Hkv * (c->d + c->dv);
+    MPI_Irecv(nxt, (int)block, MPI_FLOAT, (c->rank + c->P - 1) % c->P, 1, c->comm, &req[0]);
+    MPI_Isend(cur, (int)block, MPI_FLOAT, (c->rank + 1) % c->P, 1, c->comm, &req[1]);
+    c->bytes += block * (int64_t)sizeof(float);
+    c->messages++;
+    return 2;
 }
 
 static void wait_all(sp_ctx *c, int n, MPI_Request *req)
@@ -541,20 +534,13 @@ static void wait_all(sp_ctx *c, int n, MPI_Request *req)
    and receives the next from r - 1 while it computes. */
 static void ring_forward(sp_ctx *c, ring_bufs *r)
 {
-    const int P = c->P, next = (c->rank + 1) % P, prev = (c->rank + P - 1) % P;
-    const int64_t block = c->B * c->nkv * c->Hkv * (c->d + c->dv);
+    const int P = c->P;
     const int comm = P > 1 && sp_bench != SATTN_SP_BENCH_NO_COMM;
     for (int t = 0; t < P; t++) {
         const int src = (c->rank - t + P) % P;
-        float *cur = r->kv[comm ? t & 1 : 0], *nxt = r->kv[(t + 1) & 1];
+        float *cur = r->kv[comm ? t & 1 : 0];
         MPI_Request req[2];
-        int nreq = 0;
-        if (comm && t < P - 1) {
-            MPI_Irecv(nxt, (int)block, MPI_FLOAT, prev, 1, c->comm, &req[nreq++]);
-            MPI_Isend(cur, (int)block, MPI_FLOAT, next, 1, c->comm, &req[nreq++]);
-            c->bytes += block * (int64_t)sizeof(float);
-            c->messages++;
-        }
+        const int nreq = comm && t < P - 1 ? pass_block(c, cur, r->kv[(t + 1) & 1], req) : 0;
         ring_parts(c, r, cur, src, NULL, nreq, req);
         if (nreq) wait_all(c, nreq, req);
     }
@@ -574,15 +560,9 @@ static void ring_backward(sp_ctx *c, ring_bufs *r, const float *lse_in)
     MPI_Request sends[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     for (int t = 0; t < P; t++) {
         const int src = (c->rank - t + P) % P;
-        float *cur = r->kv[comm ? t & 1 : 0], *nxt = r->kv[(t + 1) & 1];
+        float *cur = r->kv[comm ? t & 1 : 0];
         MPI_Request req[2];
-        int nreq = 0;
-        if (comm && t < P - 1) {
-            MPI_Irecv(nxt, (int)block, MPI_FLOAT, prev, 1, c->comm, &req[nreq++]);
-            MPI_Isend(cur, (int)block, MPI_FLOAT, next, 1, c->comm, &req[nreq++]);
-            c->bytes += block * (int64_t)sizeof(float);
-            c->messages++;
-        }
+        const int nreq = comm && t < P - 1 ? pass_block(c, cur, r->kv[(t + 1) & 1], req) : 0;
         memset(r->DKVs, 0, sizeof(float) * (size_t)block);
         /* every transfer in flight progresses between the kernel calls */
         MPI_Request all[5] = {nreq ? req[0] : MPI_REQUEST_NULL, nreq ? req[1] : MPI_REQUEST_NULL, dreq[1], sends[0],
@@ -822,7 +802,6 @@ static sattn_status begin(sp_ctx *c, MPI_Comm comm, sattn_sp_method method, satt
     c->Hkv = p->heads_kv ? p->heads_kv : p->heads_q;
     c->d = p->head_dim, c->dv = p->head_dim_v ? p->head_dim_v : p->head_dim;
     c->nq = c->P > 0 ? c->Sq / c->P : 0, c->nkv = c->P > 0 ? c->Skv / c->P : 0;
-    c->es = p->dtype == SATTN_F32 ? 4 : 2;
     if (c->Hkv < 1 || c->Hkv > INT32_MAX)
         return fail(SATTN_ERR_INVALID, "heads_kv must be >= 1, or 0 for heads_q (got %lld)", (long long)p->heads_kv);
     if (method == SATTN_SP_ULYSSES && c->Hq / (c->P > 0 ? c->P : 1) > 4096)
@@ -882,7 +861,7 @@ static sattn_status sp_run(MPI_Comm comm, sattn_sp_method method, sattn_sp_shard
             r.L = take(&c, &a, B * Hq * nq);
             r.kv[0] = take(&c, &a, block);
             r.kv[1] = c.P > 1 ? take(&c, &a, block) : r.kv[0];
-            r.Lp = take(&c, &a, B * heads_per_call(&c) * chunk);
+            r.Lp = take(&c, &a, B * Hq * chunk);
             if (!backward) {
                 r.Op = take(&c, &a, B * nq * Hq * dv_);
             } else {
