@@ -45,6 +45,28 @@ static sattn_params with_strides(const tu_case *c)
     return p;
 }
 
+/* One call's piece: query rows [qa, qb), key rows [ka, kb), and every head or (split)
+   only head hh; its params and the element offsets of its first row and head in q, k,
+   v (and dq, dk, dv) and out (and dout). */
+typedef struct {
+    sattn_part part;
+    sattn_params p;
+    int64_t eq, ek, ev, eo;
+} piece;
+
+static piece piece_of(const tu_case *c, const sattn_params *p, int split, int64_t hh, int64_t qa, int64_t qb,
+                      int64_t ka, int64_t kb)
+{
+    const int64_t G = p->heads_q / c->tk.heads, dv = p->head_dim_v ? p->head_dim_v : p->head_dim;
+    piece x = {{qa, qb - qa, ka, kb - ka, hh}, *p, 0, 0, 0, 0};
+    if (split) x.p.heads_q = x.p.heads_kv = 1;
+    x.eq = qa * c->tq.rstride[1] + hh * p->head_dim;
+    x.ek = ka * c->tk.rstride[1] + hh / G * p->head_dim;
+    x.ev = ka * c->tv.rstride[1] + hh / G * dv;
+    x.eo = qa * c->to.rstride[1] + hh * dv;
+    return x;
+}
+
 static int run_case(const tu_case *c, tu_rng *r, const char *label)
 {
     const sattn_params p = with_strides(c);
@@ -66,15 +88,11 @@ static int run_case(const tu_case *c, tu_rng *r, const char *label)
     for (int64_t hh = 0; hh < (hsplit ? H : 1); hh++)
     for (int a = 0; a < nq && ok; a++)
         for (int b = 0; b < nk && ok; b++) {
-            sattn_part part = {qa[a], qa[a + 1] - qa[a], ka[b], ka[b + 1] - ka[b], hh};
-            sattn_params pp = p;
-            if (hsplit) pp.heads_q = pp.heads_kv = 1;
-            const int64_t qo = hh * p.head_dim, ko = hh / G * p.head_dim, vo = hh / G * dv, oo = hh * dv;
+            const piece x = piece_of(c, &p, hsplit, hh, qa[a], qa[a + 1], ka[b], ka[b + 1]);
+            const sattn_part part = x.part;
             const int64_t rows = part.q_rows;
-            sattn_status st = sattn_forward_part(&pp, &part, (const float *)c->q + qa[a] * c->tq.rstride[1] + qo,
-                                                 (const float *)c->k + ka[b] * c->tk.rstride[1] + ko,
-                                                 (const float *)c->v + ka[b] * c->tv.rstride[1] + vo,
-                                                 po + qa[a] * c->to.rstride[1] + oo, pl);
+            sattn_status st = sattn_forward_part(&x.p, &part, (const float *)c->q + x.eq, (const float *)c->k + x.ek,
+                                                 (const float *)c->v + x.ev, po + x.eo, pl);
             ok &= tu_check(st == SATTN_OK, "%s: forward part q[%lld,+%lld) kv[%lld,+%lld) heads %lld+%lld: %s", label,
                            (long long)part.q_start, (long long)rows, (long long)part.kv_start,
                            (long long)part.kv_rows, (long long)hh, (long long)Hl, sattn_last_error());
@@ -132,22 +150,17 @@ static int run_case(const tu_case *c, tu_rng *r, const char *label)
         for (int64_t hh = 0; hh < (hsplit ? H : 1); hh++)
         for (int a = 0; a < nq && ok; a++)
             for (int b = 0; b < nk && ok; b++) {
-                sattn_part part = {qa[a], qa[a + 1] - qa[a], ka[b], ka[b + 1] - ka[b], hh};
-                sattn_params pp = p;
-                if (hsplit) pp.heads_q = pp.heads_kv = 1;
-                const int64_t qo = hh * p.head_dim, ko = hh / G * p.head_dim, vo = hh / G * dv, oo = hh * dv;
+                const piece x = piece_of(c, &p, hsplit, hh, qa[a], qa[a + 1], ka[b], ka[b + 1]);
+                const sattn_part part = x.part;
                 /* the part's lse rows, packed [batch][heads][q_rows] */
                 for (int64_t bb = 0; bb < B; bb++)
                     for (int64_t hl = 0; hl < Hl; hl++)
                         for (int64_t i = 0; i < part.q_rows; i++)
                             pl[(bb * Hl + hl) * part.q_rows + i] = lse[(bb * H + hh + hl) * Sq + qa[a] + i];
-                float *dq = tmp[0] + qa[a] * c->tq.rstride[1] + qo, *dk = tmp[1] + ka[b] * c->tk.rstride[1] + ko,
-                      *dvp = tmp[2] + ka[b] * c->tv.rstride[1] + vo;
-                sattn_status st = sattn_backward_part(
-                    &pp, &part, (const float *)c->q + qa[a] * c->tq.rstride[1] + qo,
-                    (const float *)c->k + ka[b] * c->tk.rstride[1] + ko,
-                    (const float *)c->v + ka[b] * c->tv.rstride[1] + vo, out + qa[a] * c->to.rstride[1] + oo, pl,
-                    (const float *)c->dout + qa[a] * c->to.rstride[1] + oo, dq, dk, dvp);
+                sattn_status st = sattn_backward_part(&x.p, &part, (const float *)c->q + x.eq,
+                                                      (const float *)c->k + x.ek, (const float *)c->v + x.ev,
+                                                      out + x.eo, pl, (const float *)c->dout + x.eo, tmp[0] + x.eq,
+                                                      tmp[1] + x.ek, tmp[2] + x.ev);
                 ok &= tu_check(st == SATTN_OK, "%s: backward part: %s", label, sattn_last_error());
                 /* add the rows and heads this part wrote */
                 const int64_t r0[3] = {qa[a], ka[b], ka[b]}, rn[3] = {part.q_rows, part.kv_rows, part.kv_rows};

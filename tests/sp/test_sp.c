@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sattn_ref.h"
 #include "sattn_sp.h"
 
 static int P, rank;
@@ -48,50 +49,10 @@ static double unif(void)
     return (double)(z >> 11) * 0x1p-53;
 }
 
-static float to_f(const void *b, int64_t e, sattn_dtype dt)
-{
-    if (dt == SATTN_F32) return ((const float *)b)[e];
-    uint16_t h = ((const uint16_t *)b)[e];
-    uint32_t u;
-    if (dt == SATTN_BF16) u = (uint32_t)h << 16;
-    else { /* f16 */
-        uint32_t s = (uint32_t)(h & 0x8000u) << 16, ex = (h >> 10) & 0x1f, m = h & 0x3ff;
-        if (ex == 0) {
-            float f = (float)m * 0x1p-24f;
-            return s ? -f : f;
-        }
-        u = s | (ex == 31 ? 0x7f800000u | (m << 13) : ((ex + 112u) << 23) | (m << 13));
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* x rounded to dt's storage (values here are moderate: no overflow, normal f16) */
-static void store_f(void *b, int64_t e, float x, sattn_dtype dt)
-{
-    if (dt == SATTN_F32) {
-        ((float *)b)[e] = x;
-        return;
-    }
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if (dt == SATTN_BF16) {
-        u += 0x7fffu + ((u >> 16) & 1u);
-        ((uint16_t *)b)[e] = (uint16_t)(u >> 16);
-        return;
-    }
-    uint32_t a = u & 0x7fffffffu, sign = (u >> 16) & 0x8000u;
-    if (a < 0x38800000u) { /* tiny: flush to signed zero is fine for test data (never produced) */
-        ((uint16_t *)b)[e] = (uint16_t)sign;
-        return;
-    }
-    uint32_t h = (a - 0x38000000u) >> 13, rest = a & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
-    ((uint16_t *)b)[e] = (uint16_t)(sign | h);
-}
-
-static size_t esize(sattn_dtype dt) { return dt == SATTN_F32 ? 4 : 2; }
+/* stored values in and out: the reference's conversions (tests/ref) */
+static float to_f(const void *b, int64_t e, sattn_dtype dt) { return (float)sattn_ref_load(dt, b, e); }
+static void store_f(void *b, int64_t e, float x, sattn_dtype dt) { sattn_ref_store(dt, b, e, x); }
+static size_t esize(sattn_dtype dt) { return (size_t)sattn_ref_dtype_size(dt); }
 
 /* ---- shards ---- */
 
