@@ -264,11 +264,6 @@ static int needs_exact(const float *P, int ldp, int m, int n, const float *V, in
     return 0;
 }
 
-/* How the decode path reads bf16 K and V (kernels.h): as other types do, in pair order
-   (Q's and O's rows kept in it), or in pair order with Q·Kᵀ by bf16 dot products (Q as
-   stored, in w->qh). */
-enum { SATTN__BF16_PLAIN, SATTN__BF16_PAIRS, SATTN__BF16_DOT };
-
 /* Rows of bf16 values as f32 into pair order (back = 0) or out of it (kernels.h). */
 static void pair_order(float *x, int rows, int ld, int n, int back)
 {
@@ -332,7 +327,7 @@ static void values_in_place(const fwd_ctx *c, const fwd_scratch *w, int rows, in
     const sattn__kernels *kt = c->kt;
     const int dv = (int)pr->head_dim_v, ldv = (int)pr->vs[1];
     const int64_t es = (int64_t)pr->elem_size;
-    if (pr->dtype != SATTN_F32 && kt->gemm_h_span && ldv == dv && dv % 64 == 0) {
+    if (pr->dtype != SATTN_F32 && kt->span_values && ldv == dv && dv % 64 == 0) {
         kt->gemm_h_span(w->o, dv, P, lds, (const uint16_t *)vp, ldv, rows, dv, nk, (int)pr->dtype, pairs != 0);
         return;
     }
@@ -367,10 +362,11 @@ static void split_item(const split_ctx *x, int64_t g, int64_t ch, const fwd_scra
     /* bf16 in pair order where the kernels have it: Q's rows are put in it here (or
        copied as stored, for the dot-product form), O's taken out of it at the end, V
        loaded for a masked tile put in it too */
-    int pairs = few && in_place && pr->dtype == SATTN_BF16 && kt->gemm_bf16p && d % 32 == 0 && dv % 32 == 0
+    int pairs = few && in_place && pr->dtype == SATTN_BF16 && kt->decode_bf16 != SATTN__BF16_PLAIN && d % 32 == 0 &&
+                        dv % 32 == 0
                     ? SATTN__BF16_PAIRS
                     : SATTN__BF16_PLAIN;
-    if (pairs && kt->gemm_nt_bf16dp && w->qh) pairs = SATTN__BF16_DOT;
+    if (pairs && kt->decode_bf16 == SATTN__BF16_DOT && w->qh) pairs = SATTN__BF16_DOT;
     /* spans (SATTN__SPAN_KEYS) over contiguous rows when no score rule or dropout needs
        the tile loop (w->span: the scratch was laid out for few rows, rows <= its rows);
        rows apart are asked for a tile ahead instead (below) */

@@ -175,16 +175,12 @@ static void check_gemm_h(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_nt_h, gemm_h: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
-/* The bf16 pair-order products (AVX-512 only) against double sums: element c of a
+/* The bf16 pair-order products against double sums: element c of a
    pair-ordered row of 32-blocks holds element pair_elem(c) of the row as stored. */
 static int pair_elem(int c) { return (c & ~31) | ((c & 15) << 1) | ((c >> 4) & 1); }
 
 static void check_gemm_bf16p(const sattn__kernels *kt, tu_rng *r)
 {
-    if (!kt->gemm_nt_bf16p || !kt->gemm_bf16p) {
-        printf("%-8s gemm_nt_bf16p, gemm_bf16p: none in this table (gemm_nt_h, gemm_h serve)\n", kt->name);
-        return;
-    }
     double worst = 0;
     for (int t = 0; t < 120; t++) {
         int nt = t % 2 == 0;
@@ -228,16 +224,12 @@ static void check_gemm_bf16p(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_nt_bf16p, gemm_bf16p: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
-/* gemm_h_span (AVX-512 only): the decode path's P·V over a span of 16-bit values,
+/* gemm_h_span: the decode path's P·V over a span of 16-bit values,
    against double sums: f16, bf16 and bf16 with C in pair order; 1 to 8 rows (one and two
    blocks of 4), spans from 1 value to 2100 (the odd sizes, 8-row groups cut anywhere),
    rows of B apart (ldb > n) as well as contiguous, a guard column after C's n. */
 static void check_gemm_h_span(const sattn__kernels *kt, tu_rng *r)
 {
-    if (!kt->gemm_h_span) {
-        printf("%-8s gemm_h_span: none in this table (gemm_h serves)\n", kt->name);
-        return;
-    }
     static const int ks[] = {1, 7, 8, 9, 63, 65, 257, 2048, 2100};
     double worst = 0;
     for (int t = 0; t < 90; t++) {
@@ -277,14 +269,10 @@ static void check_gemm_h_span(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_h_span: 90 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
-/* The bf16 dot-product form (AVX512-BF16 only) against double sums: both operands
-   bf16, so every product is exact; the sums round twice per pair of products. */
+/* The bf16 dot-product form against double sums: both operands bf16, so every
+   product is exact; the sums round twice per pair of products (vdpbf16ps) or once. */
 static void check_gemm_bf16dp(const sattn__kernels *kt, tu_rng *r)
 {
-    if (!kt->gemm_nt_bf16dp) {
-        printf("%-8s gemm_nt_bf16dp: none in this table\n", kt->name);
-        return;
-    }
     double worst = 0;
     for (int t = 0; t < 100; t++) {
         int m = (int)tu_range(r, 1, 9), n = (int)tu_range(r, 1, 70), k = 32 * (int)tu_range(r, 1, 9);
@@ -447,6 +435,17 @@ static void check_softmax(const sattn__kernels *kt, tu_rng *r)
                 e = fmax(e, fabs((double)a - b) / fmax(1e-30, fabs((double)a)) * (fabs(a) > 1e-37));
             }
         tu_check(e <= tol, "%s softmax_recompute m=%d n=%d: relative err %.3g > %.3g", kt->name, m, n, e, tol);
+        /* a NaN score (NaN stored in a visible key) gives a NaN weight, never a silent 0 */
+        {
+            float sn[3] = {NAN, 0.5f, -INFINITY}, l1 = 1.0f;
+            kt->softmax_recompute(sn, 3, 1, 3, &l1);
+            tu_check(isnan(sn[0]) && sn[1] > 0 && sn[2] == 0.0f, "%s softmax_recompute: NaN score gave %g", kt->name,
+                     sn[0]);
+            float so[3] = {0.5f, NAN, 1.0f}, m1 = -INFINITY, s1 = 0.0f;
+            kt->softmax_online(so, 3, 1, 3, &m1, &s1, NULL, 0, 0);
+            tu_check(isnan(so[1]) && isnan(s1), "%s softmax_online: NaN score gave weight %g, sum %g", kt->name, so[1],
+                     s1);
+        }
         for (int i = 0; i < m; i++)
             if (lse[i] == -INFINITY)
                 for (int j = 0; j < n; j++)
@@ -471,6 +470,24 @@ static void check_softmax(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s softmax: 300 cases, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
+/* Every entry of every table exists (no caller tests for NULL), and the decode path's
+   preferences name a form the table has. */
+static void check_entries(const sattn__kernels *kt)
+{
+    const void *fns[] = {(const void *)kt->gemm, (const void *)kt->gemm_nt, (const void *)kt->gemm_nt_h,
+                         (const void *)kt->gemm_h, (const void *)kt->gemm_nt_bf16p, (const void *)kt->gemm_bf16p,
+                         (const void *)kt->gemm_h_span, (const void *)kt->gemm_nt_bf16dp,
+                         (const void *)kt->load_rows_t, (const void *)kt->load_row, (const void *)kt->store_row,
+                         (const void *)kt->softmax_online, (const void *)kt->softmax_recompute,
+                         (const void *)kt->softmax_grad};
+    int missing = 0;
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) missing += fns[i] == NULL;
+    tu_check(missing == 0, "%s: %d table entries are NULL", kt->name, missing);
+    tu_check(kt->decode_bf16 >= SATTN__BF16_PLAIN && kt->decode_bf16 <= SATTN__BF16_DOT && kt->span_values >= 0 &&
+                 kt->span_values <= 1,
+             "%s: decode preferences out of range", kt->name);
+}
+
 int main(void)
 {
     tu_begin();
@@ -489,6 +506,7 @@ int main(void)
         }
         tu_rng r;
         tu_seed(&r, 1234 + i);
+        check_entries(kt);
         check_gemm(kt, &r);
         check_gemm_nt(kt, &r);
         check_gemm_h(kt, &r);

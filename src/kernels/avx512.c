@@ -1,122 +1,22 @@
-/* AVX-512F kernels (this file alone is compiled with -mavx512f -mfma).
- *
- * gemm: a register-blocked micro-kernel of up to 6 rows x 64 columns of C: 24 zmm
- * accumulators; each step over k loads 4 vectors of a row of B and broadcasts 6
- * entries of A, for 24 FMAs. exp: Cephes' polynomial on the reduced argument,
- * scaled by 2^n with vscalefps (which also handles underflow to 0). */
+/* AVX-512F kernels (this file alone is compiled with -mavx512f -mfma): the row code and
+ * products of rows.h and micro.h over 16-float vectors (gemm panels of 6 rows x 64
+ * columns: 24 accumulators, 4 vectors of B and 6 broadcasts per step; gemm_nt blocks
+ * of 4 rows x 4 keys), plus what only this ISA has: a transpose-and-add reduction of
+ * the gemm_nt sums, the decode path's bf16 pair-order and span products, the 16 x 16
+ * register transpose for K panels, and (avx512bf16 table) the vdpbf16ps product. */
+#define SATTN_SIMD_AVX512
+#define MICRO_P 4
+#define NT_R 4
+#define SATTN_HAVE_STORE_SUMS
 #include <immintrin.h>
-#include <math.h>
 #include <stdint.h>
 
 #include "kernels.h"
-#include "sattn.h"
+#include "simd.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* ---- vector exp ---- */
-
-ALWAYS_INLINE __m512 exp512(__m512 x)
-{
-    /* exp(-104) < 2^-150 rounds to 0: clamping there maps -inf to exactly 0; above
-       1000 the result is +inf either way (vscalefps overflows to inf), and +inf stays
-       out of the inf - inf of the reduction */
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(1000.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
-
-/* 16 values of row B at element idx as f32: f32 (the last vector masked by t), or f16 /
-   bf16 converted as they are read (whole vectors only). dtype is a compile-time constant
-   in every kernel below, so each kernel is built once per storage type. */
-ALWAYS_INLINE __m512 load_b(const void *B, int64_t idx, const int dtype, __mmask16 t)
-{
-    if (dtype == SATTN_F32) return _mm512_maskz_loadu_ps(t, (const float *)B + idx);
-    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)B + idx));
-    if (dtype == SATTN_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* ---- gemm ---- */
-
-/* C[R][16P] (+)= A(R x k) · B(k x 16P), B stored as dtype; the last vector of each row
-   is masked by last. */
-ALWAYS_INLINE void micro(const int R, const int P, const int dtype, float *C, int ldc, const float *A,
-                         int ars, int acs, const void *B, int ldb, int k, int accumulate, __mmask16 last)
-{
-    __m512 acc[6][4];
-    for (int r = 0; r < R; r++)
-        for (int p = 0; p < P; p++)
-            acc[r][p] = accumulate ? _mm512_maskz_loadu_ps(p == P - 1 ? last : 0xffff,
-                                                           C + (int64_t)r * ldc + 16 * p)
-                                   : _mm512_setzero_ps();
-    for (int kk = 0; kk < k; kk++) {
-        __m512 bv[4];
-        for (int p = 0; p < P; p++)
-            bv[p] = load_b(B, (int64_t)kk * ldb + 16 * p, dtype, p == P - 1 ? last : 0xffff);
-        const float *a = A + (int64_t)kk * acs;
-        for (int r = 0; r < R; r++) {
-            __m512 av = _mm512_set1_ps(a[(int64_t)r * ars]);
-            for (int p = 0; p < P; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int p = 0; p < P; p++)
-            _mm512_mask_storeu_ps(C + (int64_t)r * ldc + 16 * p, p == P - 1 ? last : 0xffff, acc[r][p]);
-}
-
-#define MICRO(R, P) \
-    case (R) * 4 + (P) - 1: micro(R, P, DT, c, ldc, a, ars, acs, b, ldb, k, accumulate, last); break;
-
-/* The panel loop of gemm and gemm_h: B is f32, or 16-bit with n a multiple of 16. */
-ALWAYS_INLINE void gemm_panels(const int DT, float *C, int ldc, const float *A, int ars, int acs,
-                               const void *B, int ldb, int m, int n, int k, int accumulate)
-{
-    const size_t es = (size_t)sattn__dtype_size(DT);
-    for (int j0 = 0; j0 < n; j0 += 64) {
-        int nn = n - j0 < 64 ? n - j0 : 64;
-        int P = (nn + 15) / 16;
-        __mmask16 last = tail_mask(nn - 16 * (P - 1));
-        for (int r0 = 0; r0 < m; r0 += 6) {
-            int R = m - r0 < 6 ? m - r0 : 6;
-            float *c = C + (int64_t)r0 * ldc + j0;
-            const float *a = A + (int64_t)r0 * ars;
-            const char *b = (const char *)B + (size_t)j0 * es;
-            switch (R * 4 + P - 1) {
-                MICRO(1, 1) MICRO(1, 2) MICRO(1, 3) MICRO(1, 4)
-                MICRO(2, 1) MICRO(2, 2) MICRO(2, 3) MICRO(2, 4)
-                MICRO(3, 1) MICRO(3, 2) MICRO(3, 3) MICRO(3, 4)
-                MICRO(4, 1) MICRO(4, 2) MICRO(4, 3) MICRO(4, 4)
-                MICRO(5, 1) MICRO(5, 2) MICRO(5, 3) MICRO(5, 4)
-                MICRO(6, 1) MICRO(6, 2) MICRO(6, 3) MICRO(6, 4)
-            }
-        }
-    }
-}
-
-static void gemm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
-                 int m, int n, int k, int accumulate, int exact)
-{
-    if (exact) { /* 0 * NaN must stay 0: the scalar-skip form */
-        sattn__gemm_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, exact);
-        return;
-    }
-    gemm_panels(SATTN_F32, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
-}
-
-/* ---- gemm_nt: dot products, R rows of A x NB keys of B per pass ---- */
+/* ---- gemm_nt's reduction ---- */
 
 static inline __m256 hi256(__m512 a) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)); }
 
@@ -151,8 +51,9 @@ ALWAYS_INLINE __m512 reduce16(__m512 a[4][4])
 
 /* C[r][u] = scale times the sum of the lanes of acc[r][u], for R rows of C and NB
    columns (scale = 1 leaves the sums as they are). */
-ALWAYS_INLINE void store_sums(const int R, const int NB, float *C, int ldc, __m512 acc[4][4], __m512 scale)
+ALWAYS_INLINE void store_sums(const int R, const int NB, float *C, int ldc, __m512 acc[4][4], float scalar)
 {
+    const __m512 scale = _mm512_set1_ps(scalar);
     if (R == 4 && NB == 4) { /* the full block: all 16 sums in one vector */
         __m512 s = _mm512_mul_ps(reduce16(acc), scale);
         _mm_storeu_ps(C, _mm512_castps512_ps128(s));
@@ -169,25 +70,11 @@ ALWAYS_INLINE void store_sums(const int R, const int NB, float *C, int ldc, __m5
     }
 }
 
-/* acc[r][u0], acc[r][u0 + 1] += A row r . B rows u0, u0 + 1, for the 4 rows of A. */
-ALWAYS_INLINE void nt_pair(const int dtype, __m512 acc[4][4], const int u0, const float *A, int lda,
-                           const void *B, int ldb, int k)
-{
-    for (int c = 0; c < k; c += 16) {
-        __mmask16 t = tail_mask(k - c);
-        __m512 b0 = load_b(B, (int64_t)u0 * ldb + c, dtype, t);
-        __m512 b1 = load_b(B, (int64_t)(u0 + 1) * ldb + c, dtype, t);
-        for (int r = 0; r < 4; r++) {
-            __m512 av = _mm512_maskz_loadu_ps(t, A + (int64_t)r * lda + c);
-            acc[r][u0] = _mm512_fmadd_ps(av, b0, acc[r][u0]);
-            acc[r][u0 + 1] = _mm512_fmadd_ps(av, b1, acc[r][u0 + 1]);
-        }
-    }
-}
-
 /* The dot-product kernels' storage type for bf16 B read in pair order (kernels.h), A's
-   rows in that order too: gemm_nt_blocks' B for gemm_nt_bf16p. */
+   rows in that order too: gemm_nt_blocks' B for gemm_nt_bf16p (micro.h's nt_micro
+   hands it to nt_pairs_micro). */
 #define NT_BF16_PAIRS 0x100
+#define SATTN_HAVE_NT_PAIRS
 
 /* 32 bf16 at p as f32: the even elements and the odd ones, one operation each */
 ALWAYS_INLINE void load_pairs(const uint16_t *p, __m512 *even, __m512 *odd)
@@ -220,88 +107,10 @@ ALWAYS_INLINE void nt_pairs_micro(const int R, const int NB, float *C, int ldc, 
             }
         }
     }
-    store_sums(R, NB, C, ldc, acc, _mm512_set1_ps(1.0f));
+    store_sums(R, NB, C, ldc, acc, 1.0f);
 }
 
-ALWAYS_INLINE void nt_micro(const int R, const int NB, const int dtype, float *C, int ldc, const float *A,
-                            int lda, const void *B, int ldb, int k)
-{
-    if (dtype == NT_BF16_PAIRS) {
-        nt_pairs_micro(R, NB, C, ldc, A, lda, (const uint16_t *)B, ldb, k);
-        return;
-    }
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int u = 0; u < 4; u++) acc[r][u] = _mm512_setzero_ps();
-    if (R == 4 && NB == 4) { /* two key rows at a time: B read in a more sequential order,
-                                measured 5% faster on a cold decode than four at once */
-        nt_pair(dtype, acc, 0, A, lda, B, ldb, k);
-        nt_pair(dtype, acc, 2, A, lda, B, ldb, k);
-    } else {
-        for (int c = 0; c < k; c += 16) {
-            __mmask16 t = tail_mask(k - c);
-            __m512 bv[4];
-            for (int u = 0; u < NB; u++) bv[u] = load_b(B, (int64_t)u * ldb + c, dtype, t);
-            for (int r = 0; r < R; r++) {
-                __m512 av = _mm512_maskz_loadu_ps(t, A + (int64_t)r * lda + c);
-                for (int u = 0; u < NB; u++) acc[r][u] = _mm512_fmadd_ps(av, bv[u], acc[r][u]);
-            }
-        }
-    }
-    store_sums(R, NB, C, ldc, acc, _mm512_set1_ps(1.0f));
-}
-
-#define NT(R, NB) \
-    case (R) * 4 + (NB) - 1: nt_micro(R, NB, DT, c, ldc, a, lda, b, ldb, k); break;
-
-/* B is f32, or 16-bit with k a multiple of 16. */
-ALWAYS_INLINE void gemm_nt_blocks(const int DT, float *C, int ldc, const float *A, int lda, const void *B,
-                                  int ldb, int m, int n, int k)
-{
-    const size_t es = (size_t)sattn__dtype_size(DT);
-    for (int j = 0; j < n; j += 4) {
-        int nb = n - j < 4 ? n - j : 4;
-        for (int i = 0; i < m; i += 4) {
-            float *c = C + (int64_t)i * ldc + j;
-            const float *a = A + (int64_t)i * lda;
-            const char *b = (const char *)B + (size_t)j * (size_t)ldb * es;
-            switch ((m - i < 4 ? m - i : 4) * 4 + nb - 1) {
-                NT(1, 1) NT(1, 2) NT(1, 3) NT(1, 4) NT(2, 1) NT(2, 2) NT(2, 3) NT(2, 4)
-                NT(3, 1) NT(3, 2) NT(3, 3) NT(3, 4) NT(4, 1) NT(4, 2) NT(4, 3) NT(4, 4)
-            }
-        }
-    }
-}
-
-static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int m, int n,
-                    int k)
-{
-    gemm_nt_blocks(SATTN_F32, C, ldc, A, lda, B, ldb, m, n, k);
-}
-
-/* ---- the same two products with B stored as f16 or bf16 ---- */
-
-static void gemm_nt_h(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m,
-                      int n, int k, int dtype)
-{
-    if (k % 16) /* a partial vector: the buffered form */
-        sattn__gemm_nt_h_generic(C, ldc, A, lda, B, ldb, m, n, k, dtype);
-    else if (dtype == SATTN_F16)
-        gemm_nt_blocks(SATTN_F16, C, ldc, A, lda, B, ldb, m, n, k);
-    else
-        gemm_nt_blocks(SATTN_BF16, C, ldc, A, lda, B, ldb, m, n, k);
-}
-
-static void gemm_h(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb, int m,
-                   int n, int k, int accumulate, int dtype)
-{
-    if (n % 16)
-        sattn__gemm_h_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, dtype);
-    else if (dtype == SATTN_F16)
-        gemm_panels(SATTN_F16, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
-    else
-        gemm_panels(SATTN_BF16, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
-}
+#include "micro.h"
 
 /* ---- bf16 in pair order (kernels.h): the decode path's products ---- */
 
@@ -389,7 +198,7 @@ ALWAYS_INLINE void span_micro(const int R, const int DT, const int touch, float 
             __m512 bv[4];
             if (DT == NT_BF16_PAIRS) load_pairs(b, &bv[0], &bv[1]), load_pairs(b + 32, &bv[2], &bv[3]);
             else
-                for (int p = 0; p < 4; p++) bv[p] = load_b(b, 16 * p, DT, 0xffff);
+                for (int p = 0; p < 4; p++) bv[p] = load_b(DT, 0, b, 16 * p, sv_full());
             for (int r = 0; r < R; r++) {
                 __m512 av = _mm512_set1_ps(A[(int64_t)r * lda + kk]);
                 for (int p = 0; p < 4; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
@@ -435,7 +244,7 @@ static void gemm_h_span(float *C, int ldc, const float *A, int lda, const uint16
 /* R rows of A x NB rows of B, both bf16: per block of 32 columns, one load of each row
    of A and of each key, and R NB vdpbf16ps (each 32 products). */
 BF16_TARGET ALWAYS_INLINE void nt_dp_micro(const int R, const int NB, float *C, int ldc, const uint16_t *A,
-                                           int lda, const uint16_t *B, int ldb, int k, __m512 vscale)
+                                           int lda, const uint16_t *B, int ldb, int k, float scale)
 {
     __m512 acc[4][4];
     for (int r = 0; r < R; r++)
@@ -448,16 +257,15 @@ BF16_TARGET ALWAYS_INLINE void nt_dp_micro(const int R, const int NB, float *C, 
             for (int r = 0; r < R; r++) acc[r][u] = _mm512_dpbf16_ps(acc[r][u], a[r], b);
         }
     }
-    store_sums(R, NB, C, ldc, acc, vscale);
+    store_sums(R, NB, C, ldc, acc, scale);
 }
 
 #define NTDP(R, NB) \
-    case (R) * 4 + (NB) - 1: nt_dp_micro(R, NB, c, ldc, a, lda, b, ldb, k, vscale); break;
+    case (R) * 4 + (NB) - 1: nt_dp_micro(R, NB, c, ldc, a, lda, b, ldb, k, scale); break;
 
 BF16_TARGET static void gemm_nt_bf16dp(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb,
                                        int m, int n, int k, float scale)
 {
-    const __m512 vscale = _mm512_set1_ps(scale);
     for (int j = 0; j < n; j += 4) {
         int nb = n - j < 4 ? n - j : 4;
         for (int i = 0; i < m; i += 4) {
@@ -507,7 +315,7 @@ ALWAYS_INLINE void transpose_blocks(const int dtype, float *dst, int ld, const v
         int c0 = 0;
         for (; c0 + 16 <= cols; c0 += 16) {
             __m512 x[16];
-            for (int i = 0; i < 16; i++) x[i] = load_b(src, (r0 + i) * rs + c0, dtype, 0xffff);
+            for (int i = 0; i < 16; i++) x[i] = load_b(dtype, 0, src, (r0 + i) * rs + c0, sv_full());
             transpose16(x);
             for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (int64_t)(c0 + i) * ld + r0, x[i]);
         }
@@ -526,142 +334,10 @@ static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int row
     else transpose_blocks(SATTN_BF16, dst, ld, src, rs, rows, cols);
 }
 
-/* ---- storage conversions: 16 at a time, the tail by the generic code ---- */
-
-static void load_row(float *dst, const void *src, int n, int dtype, float scale)
-{
-    const __m512 vs = _mm512_set1_ps(scale);
-    int c = 0;
-    if (dtype == SATTN_F32) {
-        const float *s = src;
-        for (; c + 16 <= n; c += 16) _mm512_storeu_ps(dst + c, _mm512_mul_ps(vs, _mm512_loadu_ps(s + c)));
-    } else if (dtype == SATTN_F16 && scale == 1.0f) {
-        const uint16_t *s = src;
-        for (; c + 16 <= n; c += 16) _mm512_storeu_ps(dst + c, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + c))));
-    } else if (dtype == SATTN_F16) {
-        const uint16_t *s = src;
-        for (; c + 16 <= n; c += 16)
-            _mm512_storeu_ps(dst + c, _mm512_mul_ps(vs, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + c)))));
-    } else {
-        const uint16_t *s = src;
-        for (; c + 16 <= n; c += 16) {
-            __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s + c)));
-            __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-            _mm512_storeu_ps(dst + c, scale == 1.0f ? x : _mm512_mul_ps(vs, x));
-        }
-    }
-    if (c < n)
-        sattn__load_row_generic(dst + c, (const char *)src + (size_t)c * (size_t)sattn__dtype_size(dtype), n - c,
-                                dtype, scale);
-}
-
-static void store_row(void *dst, const float *src, int n, int dtype, float scale)
-{
-    const __m512 vs = _mm512_set1_ps(scale);
-    int c = 0;
-    if (dtype == SATTN_F32) {
-        float *d = dst;
-        for (; c + 16 <= n; c += 16) _mm512_storeu_ps(d + c, _mm512_mul_ps(vs, _mm512_loadu_ps(src + c)));
-    } else if (dtype == SATTN_F16) {
-        uint16_t *d = dst;
-        for (; c + 16 <= n; c += 16) {
-            __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(vs, _mm512_loadu_ps(src + c)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm256_storeu_si256((__m256i *)(d + c), h);
-        }
-    } else {
-        uint16_t *d = dst;
-        for (; c + 16 <= n; c += 16) {
-            __m512 x = _mm512_mul_ps(vs, _mm512_loadu_ps(src + c));
-            __m512i u = _mm512_castps_si512(x);
-            /* round to nearest even on the upper half; NaN keeps its top bits, made quiet */
-            __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-            __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
-            __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-            r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-            _mm256_storeu_si256((__m256i *)(d + c), _mm512_cvtepi32_epi16(r));
-        }
-    }
-    if (c < n)
-        sattn__store_row_generic((char *)dst + (size_t)c * (size_t)sattn__dtype_size(dtype), src + c, n - c, dtype,
-                                 scale);
-}
-
-/* ---- softmax ---- */
-
-static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
-                           float *O, int ldo, int dv)
-{
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    for (int r = 0; r < m; r++) {
-        float *s = S + (int64_t)r * lds;
-        __m512 vmax = ninf;
-        for (int c = 0; c < n; c += 16)
-            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(ninf, tail_mask(n - c), s + c));
-        float bmax = _mm512_reduce_max_ps(vmax);
-        float mnew = bmax > mx[r] ? bmax : mx[r];
-        if (mnew == -INFINITY) { /* nothing visible yet */
-            for (int c = 0; c < n; c += 16) _mm512_mask_storeu_ps(s + c, tail_mask(n - c), _mm512_setzero_ps());
-            continue;
-        }
-        float alpha = expf(mx[r] - mnew); /* mx = -inf gives 0 */
-        __m512 vm = _mm512_set1_ps(mnew), vsum = _mm512_setzero_ps();
-        for (int c = 0; c < n; c += 16) {
-            __mmask16 t = tail_mask(n - c);
-            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, s + c), vm));
-            e = _mm512_maskz_mov_ps(t, e);
-            _mm512_mask_storeu_ps(s + c, t, e);
-            vsum = _mm512_add_ps(vsum, e);
-        }
-        if (alpha != 1.0f) {
-            __m512 va = _mm512_set1_ps(alpha);
-            float *o = O + (int64_t)r * ldo;
-            for (int c = 0; c < dv; c += 16) {
-                __mmask16 t = tail_mask(dv - c);
-                _mm512_mask_storeu_ps(o + c, t, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(t, o + c)));
-            }
-        }
-        sum[r] = sum[r] * alpha + _mm512_reduce_add_ps(vsum);
-        mx[r] = mnew;
-    }
-}
-
-static void softmax_recompute(float *S, int lds, int m, int n, const float *lse)
-{
-    for (int r = 0; r < m; r++) {
-        float *s = S + (int64_t)r * lds;
-        if (lse[r] == -INFINITY) {
-            for (int c = 0; c < n; c += 16) _mm512_mask_storeu_ps(s + c, tail_mask(n - c), _mm512_setzero_ps());
-            continue;
-        }
-        __m512 vl = _mm512_set1_ps(lse[r]);
-        for (int c = 0; c < n; c += 16) {
-            __mmask16 t = tail_mask(n - c);
-            _mm512_mask_storeu_ps(s + c, t, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, s + c), vl)));
-        }
-    }
-}
-
-static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, int n,
-                         const float *D)
-{
-    for (int r = 0; r < m; r++) {
-        float *g = dP + (int64_t)r * lddp;
-        const float *pr = P + (int64_t)r * ldp;
-        __m512 vd = _mm512_set1_ps(D[r]);
-        for (int c = 0; c < n; c += 16) {
-            __mmask16 t = tail_mask(n - c);
-            __m512 pv = _mm512_maskz_loadu_ps(t, pr + c);
-            __m512 ds = _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_maskz_loadu_ps(t, g + c), vd));
-            __mmask16 nz = _mm512_mask_cmp_ps_mask(t, pv, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-            _mm512_mask_storeu_ps(g + c, t, _mm512_maskz_mov_ps(nz, ds));
-        }
-    }
-}
-
 /* The AVX-512F table; the avx512bf16 one adds the vdpbf16ps product (dispatch.c picks
    it where the CPU has AVX512-BF16). */
 #define AVX512_ENTRIES \
+    .span_values = 1, \
     .gemm = gemm, \
     .gemm_nt = gemm_nt, \
     .gemm_nt_h = gemm_nt_h, \
@@ -670,16 +346,22 @@ static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, in
     .gemm_bf16p = gemm_bf16p, \
     .gemm_h_span = gemm_h_span, \
     .load_rows_t = load_rows_t, \
-    .load_row = load_row, \
-    .store_row = store_row, \
+    .load_row = row_load, \
+    .store_row = row_store, \
     .softmax_online = softmax_online, \
     .softmax_recompute = softmax_recompute, \
     .softmax_grad = softmax_grad
 
-const sattn__kernels sattn__kernels_avx512 = {.name = "avx512", AVX512_ENTRIES};
+const sattn__kernels sattn__kernels_avx512 = {
+    .name = "avx512",
+    .decode_bf16 = SATTN__BF16_PAIRS,
+    AVX512_ENTRIES,
+    .gemm_nt_bf16dp = sattn__gemm_nt_bf16dp_generic,
+};
 
 const sattn__kernels sattn__kernels_avx512bf16 = {
     .name = "avx512bf16",
+    .decode_bf16 = SATTN__BF16_DOT,
     AVX512_ENTRIES,
     .gemm_nt_bf16dp = gemm_nt_bf16dp,
 };

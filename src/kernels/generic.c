@@ -6,6 +6,7 @@
 
 #include "../convert.h"
 #include "kernels.h"
+#include "rows.h" /* simd.h without an ISA: one float per vector */
 #include "sattn.h"
 
 /* ---- tile products ---- */
@@ -32,6 +33,12 @@ void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, co
     }
 }
 
+static void gemm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb, int m, int n, int k,
+                 int accumulate, int exact)
+{
+    sattn__gemm_generic(C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate, exact);
+}
+
 static float dot(const float *a, const float *b, int k)
 {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* fixed lanes: vectorizes without -ffast-math */
@@ -49,157 +56,88 @@ static void gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, 
         for (int j = 0; j < n; j++) C[(int64_t)i * ldc + j] = dot(A + (int64_t)i * lda, B + (int64_t)j * ldb, k);
 }
 
-/* ---- storage conversions ---- */
-
-void sattn__load_row_generic(float *dst, const void *src, int n, int dtype, float scale)
-{
-    if (dtype == SATTN_F32) {
-        const float *s = src;
-        for (int c = 0; c < n; c++) dst[c] = scale * s[c];
-    } else if (dtype == SATTN_F16) {
-        const uint16_t *s = src;
-        for (int c = 0; c < n; c++) dst[c] = scale * sattn__f16_to_f32(s[c]);
-    } else {
-        const uint16_t *s = src;
-        for (int c = 0; c < n; c++) dst[c] = scale * sattn__bf16_to_f32(s[c]);
-    }
-}
+/* ---- transposed loads, for K panels ---- */
 
 void sattn__load_rows_t_generic(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
                                 int dtype)
 {
-    for (int r = 0; r < rows; r++) {
-        if (dtype == SATTN_F32) {
-            const float *s = (const float *)src + r * row_stride;
-            for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = s[c];
-        } else {
-            const uint16_t *s = (const uint16_t *)src + r * row_stride;
-            if (dtype == SATTN_F16)
-                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__f16_to_f32(s[c]);
-            else
-                for (int c = 0; c < cols; c++) dst[(int64_t)c * ld + r] = sattn__bf16_to_f32(s[c]);
+    const size_t es = (size_t)sattn__dtype_size(dtype);
+    float buf[256];
+    for (int r = 0; r < rows; r++)
+        for (int c0 = 0; c0 < cols; c0 += 256) {
+            int nc = cols - c0 < 256 ? cols - c0 : 256;
+            row_load(buf, (const char *)src + ((int64_t)r * row_stride + c0) * (int64_t)es, nc, dtype, 1.0f);
+            for (int c = 0; c < nc; c++) dst[(int64_t)(c0 + c) * ld + r] = buf[c];
         }
-    }
 }
 
-void sattn__store_row_generic(void *dst, const float *src, int n, int dtype, float scale)
+/* ---- the decode path's 16-bit forms (kernels.h), plainly: the tables without a faster
+   form (decode_bf16 = SATTN__BF16_PLAIN, span_values = 0) never choose them, but every
+   entry exists and is tested against the same reference ---- */
+
+/* element c of a row in pair order is element pair_elem(c) as stored */
+static int pair_elem(int c) { return (c & ~31) | ((c & 15) << 1) | ((c >> 4) & 1); }
+
+void sattn__gemm_nt_bf16p_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                                  int k)
 {
-    if (dtype == SATTN_F32) {
-        float *d = dst;
-        for (int c = 0; c < n; c++) d[c] = scale * src[c];
-    } else if (dtype == SATTN_F16) {
-        uint16_t *d = dst;
-        for (int c = 0; c < n; c++) d[c] = sattn__f32_to_f16(scale * src[c]);
-    } else {
-        uint16_t *d = dst;
-        for (int c = 0; c < n; c++) d[c] = sattn__f32_to_bf16(scale * src[c]);
-    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int c = 0; c < k; c++)
+                s += A[(int64_t)i * lda + c] * sattn__bf16_to_f32(B[(int64_t)j * ldb + pair_elem(c)]);
+            C[(int64_t)i * ldc + j] = s;
+        }
 }
 
-/* 16-bit B: converted a block of rows at a time into a stack buffer, then the f32
-   product of the table in use (the AVX2 table shares these). */
-#define SATTN__H_ROWS 16
-#define SATTN__H_COLS 512
-
-void sattn__gemm_nt_h_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb,
-                              int m, int n, int k, int dtype)
+void sattn__gemm_bf16p_generic(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb, int m,
+                               int n, int k)
 {
-    float buf[SATTN__H_ROWS * SATTN__H_COLS];
-    const sattn__kernels *tbl = sattn__kernels_get();
-    if (k > SATTN__H_COLS) { /* wide rows: one key at a time */
-        for (int j = 0; j < n; j++)
-            for (int c0 = 0; c0 < k; c0 += SATTN__H_COLS) {
-                int kc = k - c0 < SATTN__H_COLS ? k - c0 : SATTN__H_COLS;
-                float part[SATTN__H_ROWS];
-                tbl->load_row(buf, B + (int64_t)j * ldb + c0, kc, dtype, 1.0f);
-                for (int i0 = 0; i0 < m; i0 += SATTN__H_ROWS) {
-                    int mm = m - i0 < SATTN__H_ROWS ? m - i0 : SATTN__H_ROWS;
-                    tbl->gemm_nt(part, 1, A + (int64_t)i0 * lda + c0, lda, buf, kc, mm, 1, kc);
-                    for (int i = 0; i < mm; i++)
-                        C[(int64_t)(i0 + i) * ldc + j] = (c0 ? C[(int64_t)(i0 + i) * ldc + j] : 0.0f) + part[i];
-                }
-            }
+    for (int i = 0; i < m; i++)
+        for (int kk = 0; kk < k; kk++) {
+            float a = A[(int64_t)i * ars + (int64_t)kk * acs];
+            const uint16_t *b = B + (int64_t)kk * ldb;
+            for (int j = 0; j < n; j++) C[(int64_t)i * ldc + j] += a * sattn__bf16_to_f32(b[pair_elem(j)]);
+        }
+}
+
+void sattn__gemm_h_span_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                                int k, int dtype, int pairs)
+{
+    if (pairs) {
+        sattn__gemm_bf16p_generic(C, ldc, A, lda, 1, B, ldb, m, n, k);
         return;
     }
-    for (int j0 = 0; j0 < n; j0 += SATTN__H_ROWS) {
-        int nn = n - j0 < SATTN__H_ROWS ? n - j0 : SATTN__H_ROWS;
-        for (int j = 0; j < nn; j++) tbl->load_row(buf + j * k, B + (int64_t)(j0 + j) * ldb, k, dtype, 1.0f);
-        tbl->gemm_nt(C + j0, ldc, A, lda, buf, k, m, nn, k);
-    }
+    gemm_h_buffered(C, ldc, A, lda, 1, B, ldb, m, n, k, 1, dtype);
 }
 
-void sattn__gemm_h_generic(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B,
-                           int ldb, int m, int n, int k, int accumulate, int dtype)
+void sattn__gemm_nt_bf16dp_generic(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int m,
+                                   int n, int k, float scale)
 {
-    float buf[SATTN__H_ROWS * SATTN__H_COLS];
-    const sattn__kernels *tbl = sattn__kernels_get();
-    for (int c0 = 0; c0 < n; c0 += SATTN__H_COLS) {
-        int nc = n - c0 < SATTN__H_COLS ? n - c0 : SATTN__H_COLS;
-        for (int k0 = 0; k0 < k; k0 += SATTN__H_ROWS) {
-            int kk = k - k0 < SATTN__H_ROWS ? k - k0 : SATTN__H_ROWS;
-            for (int r = 0; r < kk; r++) tbl->load_row(buf + r * nc, B + (int64_t)(k0 + r) * ldb + c0, nc, dtype, 1.0f);
-            tbl->gemm(C + c0, ldc, A + (int64_t)k0 * acs, ars, acs, buf, nc, m, nc, kk, accumulate || k0 > 0, 0);
-        }
-    }
-}
-
-/* ---- softmax ---- */
-
-static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum,
-                           float *O, int ldo, int dv)
-{
-    for (int r = 0; r < m; r++) {
-        float *s = S + r * lds;
-        float mnew = mx[r];
-        for (int c = 0; c < n; c++) mnew = s[c] > mnew ? s[c] : mnew;
-        if (mnew == -INFINITY) { /* nothing visible yet */
-            for (int c = 0; c < n; c++) s[c] = 0.0f;
-            continue;
-        }
-        float alpha = expf(mx[r] - mnew); /* mx = -inf gives 0 */
-        float rs = 0.0f;
-        for (int c = 0; c < n; c++) {
-            s[c] = expf(s[c] - mnew);
-            rs += s[c];
-        }
-        if (alpha != 1.0f)
-            for (int c = 0; c < dv; c++) O[r * ldo + c] *= alpha;
-        sum[r] = sum[r] * alpha + rs;
-        mx[r] = mnew;
-    }
-}
-
-static void softmax_recompute(float *S, int lds, int m, int n, const float *lse)
-{
-    for (int r = 0; r < m; r++) {
-        float *s = S + r * lds;
-        if (lse[r] == -INFINITY) {
-            for (int c = 0; c < n; c++) s[c] = 0.0f;
-            continue;
-        }
-        for (int c = 0; c < n; c++) s[c] = expf(s[c] - lse[r]);
-    }
-}
-
-static void softmax_grad(float *dP, int lddp, const float *P, int ldp, int m, int n,
-                         const float *D)
-{
-    for (int r = 0; r < m; r++)
-        for (int c = 0; c < n; c++) {
-            float pv = P[r * ldp + c];
-            dP[r * lddp + c] = pv != 0.0f ? pv * (dP[r * lddp + c] - D[r]) : 0.0f;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int c = 0; c < k; c++)
+                s += sattn__bf16_to_f32(A[(int64_t)i * lda + c]) * sattn__bf16_to_f32(B[(int64_t)j * ldb + c]);
+            C[(int64_t)i * ldc + j] = scale * s;
         }
 }
 
 const sattn__kernels sattn__kernels_generic = {
     .name = "generic",
-    .gemm = sattn__gemm_generic,
+    .decode_bf16 = SATTN__BF16_PLAIN,
+    .span_values = 0,
+    .gemm = gemm,
     .gemm_nt = gemm_nt,
-    .gemm_nt_h = sattn__gemm_nt_h_generic,
-    .gemm_h = sattn__gemm_h_generic,
+    .gemm_nt_h = gemm_nt_h_buffered,
+    .gemm_h = gemm_h_buffered,
+    .gemm_nt_bf16p = sattn__gemm_nt_bf16p_generic,
+    .gemm_bf16p = sattn__gemm_bf16p_generic,
+    .gemm_h_span = sattn__gemm_h_span_generic,
+    .gemm_nt_bf16dp = sattn__gemm_nt_bf16dp_generic,
     .load_rows_t = sattn__load_rows_t_generic,
-    .load_row = sattn__load_row_generic,
-    .store_row = sattn__store_row_generic,
+    .load_row = row_load,
+    .store_row = row_store,
     .softmax_online = softmax_online,
     .softmax_recompute = softmax_recompute,
     .softmax_grad = softmax_grad,

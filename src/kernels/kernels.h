@@ -1,6 +1,14 @@
 /* The kernel table: every piece of tile arithmetic, once per ISA. One table is chosen
- * at run time (dispatch.c) and used for the whole call. Tiles are f32; the callers
- * pack K, V (and their transposes) so that every product has the one shape below. */
+ * at run time (dispatch.c) when a call's problem is resolved (prob->kt) and used for
+ * the whole call. Tiles are f32; the callers pack K, V (and their transposes) so that
+ * every product has the one shape below. Every entry exists in every table (the
+ * generic one is the reference); where an ISA has no faster form of an entry its
+ * table points at the generic one, and the preferences below say which forms pay.
+ *
+ * Where the code lives: simd.h (vector primitives per ISA), rows.h (conversions and
+ * softmax steps, written once over simd.h), micro.h (the register-blocked products of
+ * the SIMD tables, written once), generic.c / avx2.c / avx512.c (one compilation each,
+ * with its own -m flags, plus what only that ISA has). */
 #ifndef SATTN_KERNELS_H
 #define SATTN_KERNELS_H
 
@@ -11,8 +19,15 @@
 /* Bytes of one stored element: 4 for SATTN_F32, 2 for SATTN_F16 and SATTN_BF16. */
 static inline int sattn__dtype_size(int dtype) { return dtype == SATTN_F32 ? 4 : 2; }
 
+/* How the decode path reads bf16 K and V: as f32 after a conversion (PLAIN), in pair
+   order (PAIRS: gemm_nt_bf16p, gemm_bf16p), or in pair order with Q·Kᵀ by bf16 dot
+   products (DOT: gemm_nt_bf16dp). */
+enum { SATTN__BF16_PLAIN = 0, SATTN__BF16_PAIRS = 1, SATTN__BF16_DOT = 2 };
+
 typedef struct sattn__kernels {
     const char *name;
+    int decode_bf16; /* the fastest SATTN__BF16_* form of this table */
+    int span_values; /* 1 if gemm_h_span beats gemm_h for P·V over a span of 16-bit values */
 
     /* C[m][n] = (accumulate ? C[m][n] : 0) + sum_k A(r, kk) * B[kk][n]
          A(r, kk) = A[r * ars + kk * acs]   (so Aᵀ is A with the strides swapped)
@@ -40,8 +55,8 @@ typedef struct sattn__kernels {
     void (*gemm_h)(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb,
                    int m, int n, int k, int accumulate, int dtype);
 
-    /* The same two products for bf16 B in pair order, the decode path's form (AVX-512
-       only: NULL in the other tables, whose callers use gemm_nt_h and gemm_h). In pair
+    /* The same two products for bf16 B in pair order, the decode path's form (fast on
+       AVX-512; decode_bf16 says whether to use them). In pair
        order each block of 32 elements of a row lists its 16 even elements, then its 16
        odd ones: the order in which one 512-bit load of 32 bf16 gives two vectors of f32
        with one operation each (x << 16 and x & 0xffff0000), where the plain order costs
@@ -60,16 +75,17 @@ typedef struct sattn__kernels {
        keeps its sums in registers across all k (gemm_h, called a few keys at a time,
        stores and reloads them every call); the first pass over B reads each group of 8
        rows whole (one load per cache line of each row's n elements) before its products,
-       the pattern the decode path's callers use for the other products (forward.c).
-       AVX-512 only: NULL elsewhere. */
+       the pattern the decode path's callers use for the other products (decode.c).
+       A register-blocked form on AVX-512 only (span_values). */
     void (*gemm_h_span)(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
                         int k, int dtype, int pairs);
     /* gemm_nt_bf16p's product with A bf16 too, both as stored, times scale:
        C[m][n] = scale * sum_k A[m][k] * B[n][k]; k a multiple of 32. AVX512-BF16's
        vdpbf16ps (the avx512bf16 table only): every product of two bf16 is exact in f32,
        each pair of products is added to the f32 sum with two roundings, and subnormal
-       inputs and sums are flushed to 0. Half the instructions of the f32 form and no
-       conversions: the decode path uses it for Q·Kᵀ with Q stored as bf16. */
+       inputs and sums are flushed to 0 (the generic form: one f32 sum, subnormals kept).
+       Half the instructions of the f32 form and no conversions: the decode path uses it
+       for Q·Kᵀ with Q stored as bf16 (decode_bf16 = SATTN__BF16_DOT). */
     void (*gemm_nt_bf16dp)(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb,
                            int m, int n, int k, float scale);
 
@@ -109,17 +125,19 @@ extern const sattn__kernels sattn__kernels_avx2;
 extern const sattn__kernels sattn__kernels_avx512;
 extern const sattn__kernels sattn__kernels_avx512bf16;
 
-/* The generic gemm, for the exact case of the SIMD tables, and the generic row
-   conversions, for the tails and dtypes a SIMD table leaves to them. */
+/* Generic kernels the SIMD tables share: the exact gemm (0 * NaN stays 0), the
+   transpose's tails, and the decode path's 16-bit forms where an ISA has no faster one. */
 void sattn__gemm_generic(float *C, int ldc, const float *A, int ars, int acs, const float *B,
                          int ldb, int m, int n, int k, int accumulate, int exact);
-void sattn__load_row_generic(float *dst, const void *src, int n, int dtype, float scale);
 void sattn__load_rows_t_generic(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
                                 int dtype);
-void sattn__gemm_nt_h_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb,
-                              int m, int n, int k, int dtype);
-void sattn__gemm_h_generic(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B,
-                           int ldb, int m, int n, int k, int accumulate, int dtype);
-void sattn__store_row_generic(void *dst, const float *src, int n, int dtype, float scale);
+void sattn__gemm_nt_bf16p_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                                  int k);
+void sattn__gemm_bf16p_generic(float *C, int ldc, const float *A, int ars, int acs, const uint16_t *B, int ldb, int m,
+                               int n, int k);
+void sattn__gemm_h_span_generic(float *C, int ldc, const float *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                                int k, int dtype, int pairs);
+void sattn__gemm_nt_bf16dp_generic(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int m,
+                                   int n, int k, float scale);
 
 #endif

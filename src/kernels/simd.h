@@ -1,0 +1,248 @@
+/* Vector primitives, one set per ISA, in the manner of ggml's simd-mappings.h: the row
+ * code (rows.h) and the register-blocked products (micro.h) are written once over
+ * these and compiled once per ISA file, which defines one of
+ *   SATTN_SIMD_AVX512  16 floats per vector (compiled with -mavx512f -mfma)
+ *   SATTN_SIMD_AVX2     8 floats per vector (-mavx2 -mfma -mf16c)
+ *   neither             1 float: plain C, the portable fallback
+ * before including this header. What a vector is differs; what each primitive computes
+ * does not:
+ *   sv          SV_N floats;  si  SV_N 32-bit integers;  sm  a lane mask (comparisons)
+ *   st          a tail mask: the first n lanes (sv_tail(n), 0 < n <= SV_N); sv_tail_sm
+ *               gives it as an sm
+ *   sv_max(a, b), sv_min(a, b)  as x86's maxps/minps: b where either is NaN, so a
+ *               constant first and x second propagate a NaN x
+ *   sv_loadt, sv_storet         the lanes of a tail only; the others load as 0
+ *   sv_pow2n(p, n)              p * 2^n for integral n in [-150, 128], rounded once
+ *                               (underflow to 0, overflow to inf)
+ *   sv_load_f16 / sv_store_f16  SV_N halves <-> floats, stores nearest even (IEEE
+ *                               conversion instructions; convert.h's in plain C)
+ *   si_store_u16                the low 16 bits of each lane, SV_N of them
+ * Every pointer may be unaligned. */
+#ifndef SATTN_SIMD_H
+#define SATTN_SIMD_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define SV_INLINE static inline __attribute__((always_inline))
+
+#if defined(SATTN_SIMD_AVX512)
+#include <immintrin.h>
+
+#define SV_N 16
+typedef __m512 sv;
+typedef __m512i si;
+typedef __mmask16 sm;
+typedef __mmask16 st;
+
+SV_INLINE sv sv_load(const float *p) { return _mm512_loadu_ps(p); }
+SV_INLINE void sv_store(float *p, sv x) { _mm512_storeu_ps(p, x); }
+SV_INLINE st sv_tail(int n) { return n >= 16 ? (st)0xffff : (st)((1u << n) - 1u); }
+SV_INLINE st sv_full(void) { return (st)0xffff; }
+SV_INLINE sm sv_tail_sm(st t) { return t; }
+SV_INLINE sv sv_loadt(const float *p, st t) { return _mm512_maskz_loadu_ps(t, p); }
+SV_INLINE void sv_storet(float *p, sv x, st t) { _mm512_mask_storeu_ps(p, t, x); }
+SV_INLINE sv sv_set1(float x) { return _mm512_set1_ps(x); }
+SV_INLINE sv sv_zero(void) { return _mm512_setzero_ps(); }
+SV_INLINE sv sv_add(sv a, sv b) { return _mm512_add_ps(a, b); }
+SV_INLINE sv sv_sub(sv a, sv b) { return _mm512_sub_ps(a, b); }
+SV_INLINE sv sv_mul(sv a, sv b) { return _mm512_mul_ps(a, b); }
+SV_INLINE sv sv_fma(sv a, sv b, sv c) { return _mm512_fmadd_ps(a, b, c); }   /* a b + c */
+SV_INLINE sv sv_fnma(sv a, sv b, sv c) { return _mm512_fnmadd_ps(a, b, c); } /* c - a b */
+SV_INLINE sv sv_max(sv a, sv b) { return _mm512_max_ps(a, b); }
+SV_INLINE sv sv_min(sv a, sv b) { return _mm512_min_ps(a, b); }
+SV_INLINE float sv_hmax(sv x) { return _mm512_reduce_max_ps(x); }
+SV_INLINE float sv_hsum(sv x) { return _mm512_reduce_add_ps(x); }
+SV_INLINE sv sv_round(sv x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+SV_INLINE sv sv_pow2n(sv p, sv n) { return _mm512_scalef_ps(p, n); }
+SV_INLINE sm sv_isnan(sv x) { return _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q); }
+SV_INLINE sm sv_nonzero(sv x) { return _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ); }
+SV_INLINE sv sv_select(sm m, sv a, sv b) { return _mm512_mask_blend_ps(m, b, a); } /* m ? a : b */
+SV_INLINE sv sv_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+SV_INLINE void sv_store_f16(uint16_t *p, sv x)
+{
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+SV_INLINE si si_load_u16(const uint16_t *p) { return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
+SV_INLINE void si_store_u16(uint16_t *p, si x) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(x)); }
+SV_INLINE si sv_bits(sv x) { return _mm512_castps_si512(x); }
+SV_INLINE sv si_float(si x) { return _mm512_castsi512_ps(x); }
+SV_INLINE si si_set1(uint32_t x) { return _mm512_set1_epi32((int)x); }
+SV_INLINE si si_add(si a, si b) { return _mm512_add_epi32(a, b); }
+SV_INLINE si si_and(si a, si b) { return _mm512_and_si512(a, b); }
+SV_INLINE si si_or(si a, si b) { return _mm512_or_si512(a, b); }
+#define si_srl(x, n) _mm512_srli_epi32(x, n)
+#define si_sll(x, n) _mm512_slli_epi32(x, n)
+SV_INLINE si si_select(sm m, si a, si b) { return _mm512_mask_blend_epi32(m, b, a); }
+
+#elif defined(SATTN_SIMD_AVX2)
+#include <immintrin.h>
+
+#define SV_N 8
+typedef __m256 sv;
+typedef __m256i si;
+typedef __m256 sm;  /* all-ones lanes */
+typedef __m256i st; /* all-ones lanes, for vmaskmovps */
+
+SV_INLINE sv sv_load(const float *p) { return _mm256_loadu_ps(p); }
+SV_INLINE void sv_store(float *p, sv x) { _mm256_storeu_ps(p, x); }
+SV_INLINE st sv_tail(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n < 8 ? n : 8), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+SV_INLINE st sv_full(void) { return _mm256_set1_epi32(-1); }
+SV_INLINE sm sv_tail_sm(st t) { return _mm256_castsi256_ps(t); }
+SV_INLINE sv sv_loadt(const float *p, st t) { return _mm256_maskload_ps(p, t); }
+SV_INLINE void sv_storet(float *p, sv x, st t) { _mm256_maskstore_ps(p, t, x); }
+SV_INLINE sv sv_set1(float x) { return _mm256_set1_ps(x); }
+SV_INLINE sv sv_zero(void) { return _mm256_setzero_ps(); }
+SV_INLINE sv sv_add(sv a, sv b) { return _mm256_add_ps(a, b); }
+SV_INLINE sv sv_sub(sv a, sv b) { return _mm256_sub_ps(a, b); }
+SV_INLINE sv sv_mul(sv a, sv b) { return _mm256_mul_ps(a, b); }
+SV_INLINE sv sv_fma(sv a, sv b, sv c) { return _mm256_fmadd_ps(a, b, c); }
+SV_INLINE sv sv_fnma(sv a, sv b, sv c) { return _mm256_fnmadd_ps(a, b, c); }
+SV_INLINE sv sv_max(sv a, sv b) { return _mm256_max_ps(a, b); }
+SV_INLINE sv sv_min(sv a, sv b) { return _mm256_min_ps(a, b); }
+SV_INLINE float sv_hmax(sv v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+SV_INLINE float sv_hsum(sv v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+SV_INLINE sv sv_round(sv x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+/* 2^n as two factors 2^(n >> 1) and 2^(n - (n >> 1)), each a normal float for n in
+   [-150, 128], so one product rounds to the subnormal or infinite result */
+SV_INLINE sv sv_pow2n(sv p, sv n)
+{
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+SV_INLINE sm sv_isnan(sv x) { return _mm256_cmp_ps(x, x, _CMP_UNORD_Q); }
+SV_INLINE sm sv_nonzero(sv x) { return _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ); }
+SV_INLINE sv sv_select(sm m, sv a, sv b) { return _mm256_blendv_ps(b, a, m); }
+SV_INLINE sv sv_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+SV_INLINE void sv_store_f16(uint16_t *p, sv x)
+{
+    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+SV_INLINE si si_load_u16(const uint16_t *p) { return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)); }
+SV_INLINE void si_store_u16(uint16_t *p, si x)
+{
+    /* packus works within 128-bit lanes (values < 2^16 pass unchanged): gather lanes 0 and 2 */
+    __m256i q = _mm256_permute4x64_epi64(_mm256_packus_epi32(x, x), 0x08);
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(q));
+}
+SV_INLINE si sv_bits(sv x) { return _mm256_castps_si256(x); }
+SV_INLINE sv si_float(si x) { return _mm256_castsi256_ps(x); }
+SV_INLINE si si_set1(uint32_t x) { return _mm256_set1_epi32((int)x); }
+SV_INLINE si si_add(si a, si b) { return _mm256_add_epi32(a, b); }
+SV_INLINE si si_and(si a, si b) { return _mm256_and_si256(a, b); }
+SV_INLINE si si_or(si a, si b) { return _mm256_or_si256(a, b); }
+#define si_srl(x, n) _mm256_srli_epi32(x, n)
+#define si_sll(x, n) _mm256_slli_epi32(x, n)
+SV_INLINE si si_select(sm m, si a, si b)
+{
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b), _mm256_castsi256_ps(a), m));
+}
+
+#else /* plain C: one float per "vector" */
+#include "../convert.h"
+
+#define SV_N 1
+typedef float sv;
+typedef uint32_t si;
+typedef int sm;
+typedef int st;
+
+SV_INLINE sv sv_load(const float *p) { return *p; }
+SV_INLINE void sv_store(float *p, sv x) { *p = x; }
+SV_INLINE st sv_tail(int n) { return n > 0; }
+SV_INLINE st sv_full(void) { return 1; }
+SV_INLINE sm sv_tail_sm(st t) { return t; }
+SV_INLINE sv sv_loadt(const float *p, st t) { return t ? *p : 0.0f; }
+SV_INLINE void sv_storet(float *p, sv x, st t)
+{
+    if (t) *p = x;
+}
+SV_INLINE sv sv_set1(float x) { return x; }
+SV_INLINE sv sv_zero(void) { return 0.0f; }
+SV_INLINE sv sv_add(sv a, sv b) { return a + b; }
+SV_INLINE sv sv_sub(sv a, sv b) { return a - b; }
+SV_INLINE sv sv_mul(sv a, sv b) { return a * b; }
+/* two roundings, not fmaf: without hardware FMA that is a library call per element,
+   and nothing here needs the single rounding (Cody-Waite's ln2 high part has 9 bits,
+   so n times it is exact) */
+SV_INLINE sv sv_fma(sv a, sv b, sv c) { return a * b + c; }
+SV_INLINE sv sv_fnma(sv a, sv b, sv c) { return c - a * b; }
+SV_INLINE sv sv_max(sv a, sv b) { return a > b ? a : b; }
+SV_INLINE sv sv_min(sv a, sv b) { return a < b ? a : b; }
+SV_INLINE float sv_hmax(sv x) { return x; }
+SV_INLINE float sv_hsum(sv x) { return x; }
+SV_INLINE sv sv_round(sv x) { return rintf(x); } /* nearest even in the default mode */
+SV_INLINE sv sv_pow2n(sv p, sv n) { return n == n ? ldexpf(p, (int)n) : n; }
+SV_INLINE sm sv_isnan(sv x) { return x != x; }
+SV_INLINE sm sv_nonzero(sv x) { return x != 0.0f; }
+SV_INLINE sv sv_select(sm m, sv a, sv b) { return m ? a : b; }
+SV_INLINE sv sv_load_f16(const uint16_t *p) { return sattn__f16_to_f32(*p); }
+SV_INLINE void sv_store_f16(uint16_t *p, sv x) { *p = sattn__f32_to_f16(x); }
+SV_INLINE si si_load_u16(const uint16_t *p) { return *p; }
+SV_INLINE void si_store_u16(uint16_t *p, si x) { *p = (uint16_t)x; }
+SV_INLINE si sv_bits(sv x) { return sattn__f32_bits(x); }
+SV_INLINE sv si_float(si x) { return sattn__bits_f32(x); }
+SV_INLINE si si_set1(uint32_t x) { return x; }
+SV_INLINE si si_add(si a, si b) { return a + b; }
+SV_INLINE si si_and(si a, si b) { return a & b; }
+SV_INLINE si si_or(si a, si b) { return a | b; }
+#define si_srl(x, n) ((x) >> (n))
+#define si_sll(x, n) ((x) << (n))
+SV_INLINE si si_select(sm m, si a, si b) { return m ? a : b; }
+#endif
+
+/* ---- built on the primitives, the same for every ISA ---- */
+
+/* SV_N bf16 as floats: the bits in the upper half */
+SV_INLINE sv sv_load_bf16(const uint16_t *p) { return si_float(si_sll(si_load_u16(p), 16)); }
+
+/* SV_N floats to bf16, nearest even: add 0x7fff plus the lowest kept bit, keep the upper
+   half; a NaN keeps its upper half with the quiet bit set (adding could carry it to inf). */
+SV_INLINE void sv_store_bf16(uint16_t *p, sv x)
+{
+    si u = sv_bits(x);
+    si odd = si_and(si_srl(u, 16), si_set1(1));
+    si r = si_srl(si_add(u, si_add(odd, si_set1(0x7fff))), 16);
+    si_store_u16(p, si_select(sv_isnan(x), si_or(si_srl(u, 16), si_set1(0x40)), r));
+}
+
+/* exp(x), Cephes' polynomial on x - n ln2 (n = round(x log2 e)), scaled by 2^n.
+   x is clamped to [-104, 88.8] first: exp(-104) < 2^-150 rounds to 0, so -inf gives
+   exactly 0; exp(88.8) overflows to inf, and so does +inf. A NaN stays NaN. */
+SV_INLINE sv sv_exp(sv x)
+{
+    x = sv_max(sv_set1(-104.0f), x);
+    x = sv_min(sv_set1(88.8f), x);
+    sv n = sv_round(sv_mul(x, sv_set1(1.44269504088896341f)));
+    sv r = sv_fnma(n, sv_set1(0.693359375f), x);
+    r = sv_fnma(n, sv_set1(-2.12194440e-4f), r);
+    sv p = sv_set1(1.9875691500e-4f);
+    p = sv_fma(p, r, sv_set1(1.3981999507e-3f));
+    p = sv_fma(p, r, sv_set1(8.3334519073e-3f));
+    p = sv_fma(p, r, sv_set1(4.1665795894e-2f));
+    p = sv_fma(p, r, sv_set1(1.6666665459e-1f));
+    p = sv_fma(p, r, sv_set1(5.0000001201e-1f));
+    p = sv_fma(p, sv_mul(r, r), sv_add(r, sv_set1(1.0f)));
+    return sv_pow2n(p, n);
+}
+
+#endif
