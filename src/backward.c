@@ -124,9 +124,9 @@ static qside load_query_side(const bwd_args *a, const sattn__seq *s, int64_t h, 
     const sattn__problem *pr = a->pr;
     const size_t es = pr->elem_size;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
-    sattn__load_rows(w->q, d, sattn__at(a->q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1], mq,
+    sattn__load_rows(a->kt, w->q, d, sattn__at(a->q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1], mq,
                      d, pr->dtype, pr->scale);
-    sattn__load_rows(w->dout, dv, sattn__at(a->dout, sattn__q_elem(s, pr->os, i0, h), es),
+    sattn__load_rows(a->kt, w->dout, dv, sattn__at(a->dout, sattn__q_elem(s, pr->os, i0, h), es),
                      pr->os[1], mq, dv, pr->dtype, 1.0f);
     int64_t li = s->lse_row0 + h * s->lse_hstride + i0;
     qside x = {w->q, w->dout, a->lse + li, a->dsum + li}; /* lse and D are contiguous already */
@@ -150,11 +150,11 @@ static int load_key_side(const bwd_args *a, const sattn__seq *s, int64_t hk, int
     const size_t es = pr->elem_size;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
     const void *k = sattn__at(a->k, sattn__kv_elem(s, pr->ks, j0, hk), es);
-    sattn__load_rows_t(w->kt, SATTN__BK, k, pr->ks[1], nk, d, pr->dtype);
-    sattn__load_rows_t(w->vt, SATTN__BK, sattn__at(a->v, sattn__kv_elem(s, pr->vs, j0, hk), es),
+    sattn__load_rows_t(a->kt, w->kt, SATTN__BK, k, pr->ks[1], nk, d, pr->dtype);
+    sattn__load_rows_t(a->kt, w->vt, SATTN__BK, sattn__at(a->v, sattn__kv_elem(s, pr->vs, j0, hk), es),
                        pr->vs[1], nk, dv, pr->dtype);
     if (!want_k) return 0;
-    sattn__load_rows(w->k, d, k, pr->ks[1], nk, d, pr->dtype, 1.0f);
+    sattn__load_rows(a->kt, w->k, d, k, pr->ks[1], nk, d, pr->dtype, 1.0f);
     return sattn__rows_nonfinite(w->k, d, nk, d);
 }
 
@@ -177,8 +177,8 @@ static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
         double acc = 0; /* once per row: exactness is cheap here */
         for (int c0 = 0; c0 < dv; c0 += 64) {
             int n = dv - c0 < 64 ? dv - c0 : 64;
-            sattn__load_rows(o, n, sattn__at(a->out, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
-            sattn__load_rows(g, n, sattn__at(a->dout, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
+            sattn__load_rows(a->kt, o, n, sattn__at(a->out, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
+            sattn__load_rows(a->kt, g, n, sattn__at(a->dout, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
             for (int c = 0; c < n; c++) acc += (double)o[c] * g[c];
         }
         a->dsum[s->lse_row0 + h * s->lse_hstride + i] = (float)acc;
@@ -236,8 +236,8 @@ static void dkdv_block(const bwd_args *a, const sattn__seq *s, int64_t hk, int64
                         kt->gemm(gb->dq + (row + r0) * d, d, w->dp, SATTN__BK, 1, w->k, d, mb, d, nb, 1, k_bad);
                 }
             }
-        sattn__store_rows(dk, pr->ks[1], w->dk, d, nk, d, pr->dtype, 1.0f);
-        sattn__store_rows(dvp, pr->vs[1], w->dv, dv, nk, dv, pr->dtype, 1.0f);
+        sattn__store_rows(a->kt, dk, pr->ks[1], w->dk, d, nk, d, pr->dtype, 1.0f);
+        sattn__store_rows(a->kt, dvp, pr->vs[1], w->dv, dv, nk, dv, pr->dtype, 1.0f);
     }
     if (nk < rows) { /* padding keys get zero gradient */
         sattn__zero_rows(dk + nk * pr->ks[1] * (int64_t)es, pr->ks[1], rows - nk, d, pr->dtype);
@@ -279,7 +279,7 @@ static void dq_block(const bwd_args *a, const sattn__seq *s, int64_t h, int64_t 
                 kt->gemm(w->dq + (size_t)r0 * (size_t)d, d, w->dp, SATTN__BK, 1, w->k, d, mb, d, nb, 1, k_bad);
             }
         }
-        sattn__store_rows(dq, pr->qs[1], w->dq, d, mq, d, pr->dtype, pr->scale);
+        sattn__store_rows(a->kt, dq, pr->qs[1], w->dq, d, mq, d, pr->dtype, pr->scale);
     }
     if (mq < rows)
         sattn__zero_rows(dq + mq * pr->qs[1] * (int64_t)es, pr->qs[1], rows - mq, d, pr->dtype);
@@ -301,9 +301,9 @@ static void group_fused(const bwd_args *a, int64_t g, float *buf, const bwd_scra
         int64_t h = hk * pr->group + hl;
         for (int64_t i0 = 0; i0 < s.len_q; i0 += SATTN__BQ) { /* the loads pass 1 would make */
             int mq = clamp_rows(s.len_q, i0, SATTN__BQ);
-            sattn__load_rows(gb.q + (hl * s.len_q + i0) * d, d, sattn__at(a->q, sattn__q_elem(&s, pr->qs, i0, h), es),
+            sattn__load_rows(a->kt, gb.q + (hl * s.len_q + i0) * d, d, sattn__at(a->q, sattn__q_elem(&s, pr->qs, i0, h), es),
                              pr->qs[1], mq, d, pr->dtype, pr->scale);
-            sattn__load_rows(gb.dout + (hl * s.len_q + i0) * dv, dv,
+            sattn__load_rows(a->kt, gb.dout + (hl * s.len_q + i0) * dv, dv,
                              sattn__at(a->dout, sattn__q_elem(&s, pr->os, i0, h), es), pr->os[1], mq, dv,
                              pr->dtype, 1.0f);
         }
@@ -317,7 +317,7 @@ static void group_fused(const bwd_args *a, int64_t g, float *buf, const bwd_scra
         char *dq = (char *)a->dq + sattn__q_elem(&s, pr->qs, 0, h) * (int64_t)es;
         /* stored block by block, as pass 2 does */
         for (int64_t i0 = 0; i0 < s.len_q; i0 += SATTN__BQ)
-            sattn__store_rows(dq + i0 * pr->qs[1] * (int64_t)es, pr->qs[1],
+            sattn__store_rows(a->kt, dq + i0 * pr->qs[1] * (int64_t)es, pr->qs[1],
                               gb.dq + (hl * s.len_q + i0) * d, d, clamp_rows(s.len_q, i0, SATTN__BQ), d,
                               pr->dtype, pr->scale);
         if (s.len_q < s.rows_q)
@@ -331,7 +331,6 @@ static sattn_status backward_run(const sattn__problem *prp, const void *q, const
                                  void *dv)
 {
     const sattn__problem pr = *prp;
-    const sattn_params *p = pr.p;
 
     const int64_t nqb = (pr.seq_q + SATTN__BQ - 1) / SATTN__BQ;
     const int64_t nkb = (pr.seq_kv + SATTN__BK - 1) / SATTN__BK;
@@ -341,7 +340,7 @@ static sattn_status backward_run(const sattn__problem *prp, const void *q, const
     if (items == 0) return SATTN_OK;
     /* flops: 2.5 forwards (five products instead of two), about half under a causal rule */
     const double work = 5.0 * (double)pr.batch * (double)pr.heads_q * (double)pr.seq_q * (double)pr.seq_kv *
-                        (double)(pr.head_dim + pr.head_dim_v) * (p->causal ? 0.5 : 1.0);
+                        (double)(pr.head_dim + pr.head_dim_v) * (pr.causal ? 0.5 : 1.0);
     const int threads = sattn__threads_for(work, items);
 
     /* The fused schedule needs groups for every thread and, per thread, a group's query
@@ -353,7 +352,7 @@ static sattn_status backward_run(const sattn__problem *prp, const void *q, const
                       (groups % threads == 0 || groups >= 4 * (int64_t)threads);
 
     /* D has the lse's layout. */
-    size_t nd = (size_t)pr.heads_q * (size_t)(pr.p->cu_seqlens_q ? pr.total_q : pr.batch * pr.seq_q);
+    size_t nd = (size_t)pr.heads_q * (size_t)(pr.cu_seqlens_q ? pr.total_q : pr.batch * pr.seq_q);
     float *dsum = malloc(sizeof(float) * (nd ? nd : 1));
     if (!dsum) return sattn__fail_nomem(sizeof(float) * nd);
     size_t stride;
@@ -364,7 +363,7 @@ static sattn_status backward_run(const sattn__problem *prp, const void *q, const
         return SATTN_ERR_NOMEM;
     }
 
-    bwd_args a = {&pr, sattn__kernels_get(), q, k, v, out, dout, lse, dsum, dq, dk, dv};
+    bwd_args a = {&pr, pr.kt, q, k, v, out, dout, lse, dsum, dq, dk, dv};
     const int64_t bh_q = pr.batch * pr.heads_q;
 
     sattn__par par;

@@ -264,7 +264,7 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     }
 
     /* ---- resolved ---- */
-    prob->p = p;
+    prob->kt = sattn__kernels_get();
     prob->batch = p->batch;
     prob->seq_q = p->seq_q;
     prob->seq_kv = p->seq_kv;
@@ -290,6 +290,16 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->window_left = window_side(p->window_left);
     prob->window_right = window_side(p->window_right);
     prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
+    prob->causal = p->causal;
+    prob->seed = p->seed;
+    prob->alibi_slopes = p->alibi_slopes;
+    prob->bias = p->bias;
+    prob->mask = p->mask;
+    for (int a = 0; a < 4; a++) prob->bias_stride[a] = p->bias_stride[a], prob->mask_stride[a] = p->mask_stride[a];
+    prob->seqlens_q = p->seqlens_q;
+    prob->seqlens_kv = p->seqlens_kv;
+    prob->cu_seqlens_q = p->cu_seqlens_q;
+    prob->cu_seqlens_kv = p->cu_seqlens_kv;
     prob->part = 0;
     prob->pos_q = prob->pos_kv = 0;
     prob->glob_seq_q = p->seq_q;
@@ -352,7 +362,7 @@ sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, cons
 
 void sattn__seq_info(const sattn__problem *prob, int64_t b, sattn__seq *s)
 {
-    const sattn_params *p = prob->p;
+    const sattn__problem *p = prob; /* its cu_seqlens and seqlens */
     s->b = b;
     if (p->cu_seqlens_q) {
         s->q_row0 = p->cu_seqlens_q[b];

@@ -187,7 +187,7 @@ static void load_matrix(float *dst, const void *src, int64_t rows, int64_t cols,
     (void)threads;
     SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
-        sattn__load_rows(dst + r * cols, (int)cols, (const char *)src + (size_t)(r * cols) * es, cols, 1,
+        sattn__load_rows(sattn__kernels_get(), dst + r * cols, (int)cols, (const char *)src + (size_t)(r * cols) * es, cols, 1,
                          (int)cols, dtype, 1.0f);
 }
 
@@ -199,7 +199,7 @@ static void store_matrix(void *dst, const float *src, int64_t rows, int64_t cols
     (void)threads;
     SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (int64_t r = 0; r < rows; r++)
-        sattn__store_rows((char *)dst + (size_t)(r * cols) * es, cols, src + r * cols, (int)cols, 1, (int)cols,
+        sattn__store_rows(sattn__kernels_get(), (char *)dst + (size_t)(r * cols) * es, cols, src + r * cols, (int)cols, 1, (int)cols,
                           dtype, 1.0f);
 }
 
@@ -493,7 +493,7 @@ sattn_status sattn_mha_decode(sattn_mha *m, sattn_kvcache *cache, const sattn_pa
         (void)threads;
         SATTN__OMP(omp parallel for schedule(static) num_threads(threads) if (threads > 1))
         for (int64_t t = 0; t < T; t++)
-            sattn__store_rows((char *)qh + (size_t)(t * m->HD) * es, m->HD, qkv + t * m->C, (int)m->HD, 1,
+            sattn__store_rows(sattn__kernels_get(), (char *)qh + (size_t)(t * m->HD) * es, m->HD, qkv + t * m->C, (int)m->HD, 1,
                               (int)m->HD, ci.dtype, 1.0f);
     }
     if ((st = sattn_kvcache_attend(cache, &p, q, out, NULL)) != SATTN_OK) {

@@ -142,8 +142,11 @@ static inline float *sattn__carve(float *base, size_t *off, size_t n)
 
 /* ---- the resolved problem (check.c) ---- */
 
+/* Everything the kernels and the score rules read, resolved from the user's params once
+   (the params themselves are not kept): shapes, strides, rules and the kernel table. */
+struct sattn__kernels;
 typedef struct sattn__problem {
-    const sattn_params *p;
+    const struct sattn__kernels *kt;        /* the kernel table of this call (dispatch.c) */
     int64_t batch, seq_q, seq_kv, heads_q, heads_kv, group, head_dim, head_dim_v;
     sattn_dtype dtype;
     size_t elem_size;                       /* bytes of one stored element */
@@ -159,6 +162,15 @@ typedef struct sattn__problem {
        stays far from int64 overflow. */
     int64_t window_left, window_right;
     int has_score_mods;                     /* softcap, alibi, bias or mask present */
+    sattn_causal causal;
+    uint64_t seed;                          /* dropout's Philox key */
+    const float *alibi_slopes;              /* (heads_q) of the tensors, or NULL */
+    const float *bias;                      /* as in sattn_params, or NULL */
+    int64_t bias_stride[4];
+    const uint8_t *mask;
+    int64_t mask_stride[4];
+    const int32_t *seqlens_q, *seqlens_kv;  /* valid lengths per sequence, or NULL */
+    const int32_t *cu_seqlens_q, *cu_seqlens_kv; /* packed sequences' offsets, or NULL */
     /* A part of a longer problem (sattn_forward_part): local query row 0 is global row
        pos_q, local key 0 global key pos_kv, and the whole sequences are glob_seq_q /
        glob_seq_kv long (or glob_seqlens_*[b]). part = 0 and the rest 0 otherwise. */
@@ -203,8 +215,8 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
                             const void *dq, const void *dk, const void *dv);
 
 /* sattn__prepare for a part (sattn_forward_part): checks part and the whole problem p,
-   then prepares the local problem, which it writes into *local (prob->p points to it,
-   so it must outlive prob). cu_seqlens give SATTN_ERR_UNSUPPORTED. */
+   then prepares the local problem, whose params it writes into *local.
+   cu_seqlens give SATTN_ERR_UNSUPPORTED. */
 sattn_status sattn__prepare_part(sattn__problem *prob, sattn_params *local, const sattn_params *p,
                                  const sattn_part *part, int which, const void *q, const void *k,
                                  const void *v, const void *out, const float *lse, const void *dout,
@@ -259,18 +271,19 @@ void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_
 void sattn__tile_dropout_apply(const sattn__problem *prob, const sattn__seq *s, int64_t h, int64_t i0,
                                int mq, int64_t j0, int nk, float *P, int ldp, float *Z);
 
-/* ---- storage: strided rows of f32/f16/bf16 <-> contiguous f32 tiles (tile.c) ---- */
+/* ---- storage: strided rows of f32/f16/bf16 <-> contiguous f32 tiles (tile.c), with
+   the call's kernel table ---- */
 
 /* dst[r][c] = scale * src[r * row_stride + c] for r < rows, c < cols. */
-void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+void sattn__load_rows(const struct sattn__kernels *kt, float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
                       sattn_dtype dtype, float scale);
 /* 1 if any of x[r][c] (r < rows, c < cols, row stride ld) is NaN or Inf, else 0. */
 int sattn__rows_nonfinite(const float *x, int ld, int rows, int cols);
 /* The transpose: dst[c][r] = src[r * row_stride + c] (row stride of dst: ld). */
-void sattn__load_rows_t(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
+void sattn__load_rows_t(const struct sattn__kernels *kt, float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
                         sattn_dtype dtype);
 /* dst[r * row_stride + c] = scale * src[r][c], rounded to dtype. */
-void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,
+void sattn__store_rows(const struct sattn__kernels *kt, void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,
                        sattn_dtype dtype, float scale);
 /* dst[r * row_stride + c] = 0 for r < rows, c < cols. */
 void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype);
@@ -308,6 +321,19 @@ static inline const char *sattn__at(const void *base, int64_t elem, size_t elem_
 {
     return (const char *)base + elem * (int64_t)elem_size;
 }
+
+/* ---- the forward's ends (forward.c) and the decode path (decode.c) ---- */
+
+/* Rows i0 .. i0+mq-1 of head h of sequence s: the first mv from their accumulators,
+   out = o / sum and lse = mx + log(sum) (o is normalised in place); the rest, padding,
+   zeros and -inf. lse may be NULL. */
+void sattn__finish_rows(const sattn__problem *pr, void *out, float *lse, const sattn__seq *s, int64_t h, int64_t i0,
+                        int mv, int mq, float *o, const float *mx, const float *sum);
+
+/* The forward when the query rows of a kv head's group fit one block (decode); work is
+   the call's flops, for its thread count. */
+sattn_status sattn__decode(const sattn__problem *pr, const void *q, const void *k, const void *v, void *out,
+                           float *lse, double work);
 
 /* ---- the KV cache's step, for sattn_mha_decode (kvcache.c) ---- */
 

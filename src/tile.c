@@ -14,7 +14,7 @@
 void sattn__row_range(const sattn__problem *prob, const sattn__seq *s, int64_t i,
                       int64_t *lo, int64_t *hi)
 {
-    const sattn_params *p = prob->p;
+    const sattn__problem *p = prob;
     int64_t d = sattn__diag(s, i);        /* the bottom-right aligned diagonal */
     int64_t top = i + s->pos_q - s->pos_kv; /* the top-left one: global j <= global i */
     int64_t a = 0, e = s->len_kv;         /* [a, e) */
@@ -61,7 +61,7 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
                         int64_t i0, int mq, int64_t j0, int nk, sattn__tile_kind kind,
                         float *S, int lds, float *tanh_out)
 {
-    const sattn_params *p = prob->p;
+    const sattn__problem *p = prob;
     const float cap = prob->softcap;
     const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
     const int64_t b = s->b;
@@ -116,7 +116,7 @@ void sattn__tile_scores(const sattn__problem *prob, const sattn__seq *s, int64_t
 void sattn__tile_dropout(const sattn__problem *prob, const sattn__seq *s, int64_t h,
                          int64_t i0, int mq, int64_t j0, int nk, float *Z, int ldz)
 {
-    const uint64_t seed = prob->p->seed;
+    const uint64_t seed = prob->seed;
     const uint32_t thr = prob->dropout_threshold;
     const float keep = prob->dropout_scale;
     for (int r = 0; r < mq; r++) {
@@ -158,10 +158,9 @@ static int any_nonfinite(const float *x, int n)
     return bad != 0;
 }
 
-void sattn__load_rows(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
-                      sattn_dtype dtype, float scale)
+void sattn__load_rows(const sattn__kernels *kt, float *dst, int ld, const void *src, int64_t row_stride, int rows,
+                      int cols, sattn_dtype dtype, float scale)
 {
-    const sattn__kernels *kt = sattn__kernels_get();
     const int64_t es = sattn__dtype_size(dtype);
     for (int r = 0; r < rows; r++)
         kt->load_row(dst + (int64_t)r * ld, (const char *)src + r * row_stride * es, cols, (int)dtype, scale);
@@ -174,16 +173,15 @@ int sattn__rows_nonfinite(const float *x, int ld, int rows, int cols)
     return bad;
 }
 
-void sattn__load_rows_t(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
-                        sattn_dtype dtype)
+void sattn__load_rows_t(const sattn__kernels *kt, float *dst, int ld, const void *src, int64_t row_stride, int rows,
+                        int cols, sattn_dtype dtype)
 {
-    sattn__kernels_get()->load_rows_t(dst, ld, src, row_stride, rows, cols, (int)dtype);
+    kt->load_rows_t(dst, ld, src, row_stride, rows, cols, (int)dtype);
 }
 
-void sattn__store_rows(void *dst, int64_t row_stride, const float *src, int ld, int rows, int cols,
-                       sattn_dtype dtype, float scale)
+void sattn__store_rows(const sattn__kernels *kt, void *dst, int64_t row_stride, const float *src, int ld, int rows,
+                       int cols, sattn_dtype dtype, float scale)
 {
-    const sattn__kernels *kt = sattn__kernels_get();
     const int64_t es = sattn__dtype_size(dtype);
     for (int r = 0; r < rows; r++)
         kt->store_row((char *)dst + r * row_stride * es, src + (int64_t)r * ld, cols, (int)dtype, scale);

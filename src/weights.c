@@ -58,7 +58,7 @@ static void tile_weights(const wts_ctx *c, const sattn__seq *s, int64_t h, int64
 {
     const sattn__problem *pr = c->pr;
     const int d = (int)pr->head_dim;
-    sattn__load_rows(w->q, d, sattn__at(c->q, sattn__q_elem(s, pr->qs, i0, h), pr->elem_size), pr->qs[1],
+    sattn__load_rows(c->kt, w->q, d, sattn__at(c->q, sattn__q_elem(s, pr->qs, i0, h), pr->elem_size), pr->qs[1],
                      mv, d, pr->dtype, pr->scale);
     c->kt->gemm(w->s, SATTN__BK, w->q, d, 1, w->kt, SATTN__BK, mv, nk, d, 0, 0); /* S = (scale Q)·Kᵀ */
     if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
@@ -72,7 +72,7 @@ static void load_keys(const wts_ctx *c, const sattn__seq *s, int64_t hk, int64_t
                       const wts_scratch *w)
 {
     const sattn__problem *pr = c->pr;
-    sattn__load_rows_t(w->kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(s, pr->ks, j0, hk), pr->elem_size),
+    sattn__load_rows_t(c->kt, w->kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(s, pr->ks, j0, hk), pr->elem_size),
                        pr->ks[1], nk, (int)pr->head_dim, pr->dtype);
 }
 
@@ -164,7 +164,7 @@ sattn_status sattn_attention_weights(const sattn_params *p, const void *q, const
     float *scratch = sattn__scratch_alloc(wts_scratch_floats(&pr), threads, &stride);
     if (!scratch) return SATTN_ERR_NOMEM;
 
-    const wts_ctx c = {&pr, sattn__kernels_get(), q, k, lse, row0, rows, average != 0, w};
+    const wts_ctx c = {&pr, pr.kt, q, k, lse, row0, rows, average != 0, w};
     sattn__par par;
     sattn__par_begin(&par, threads);
     SATTN__OMP(omp parallel num_threads(threads) if (threads > 1))
