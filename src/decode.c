@@ -83,7 +83,7 @@ typedef struct dec_scratch {
 } dec_scratch;
 
 /* The buffers read and written on every tile come first and sit together: placed a
-   block's size apart, on the same cache sets, a cold step measured slower. */
+   block's size apart, on the same cache sets, a cold step was slower. */
 static size_t scratch_layout(const sattn__problem *pr, size_t rows, float *base, dec_scratch *w)
 {
     size_t d = (size_t)pr->head_dim, dv = (size_t)pr->head_dim_v, off = 0;

@@ -252,9 +252,8 @@ static const char *builtin_name(void)
  * no longer take effect: if its core has no AVX2 kernels on a CPU that runs AVX2, the
  * built-in product is used rather than a silent slow path. The same holds for a core
  * without AVX-512 kernels (Haswell, Zen: OPENBLAS_CORETYPE=Haswell set in the
- * environment, say) on a CPU that runs AVX-512: on Zen 5 its sgemm ran the layer's
- * shapes at 177-207 GFLOP/s (2 threads) against 283-367 for the built-in product and
- * for OpenBLAS's SkylakeX kernels (`tests/test_gemm bench`; BENCHMARKS.md). SATTN_BLAS=0 or off in the
+ * environment, say) on a CPU that runs AVX-512: there its sgemm runs the layer's shapes
+ * well below the built-in product (`tests/test_gemm bench`; BENCHMARKS.md). SATTN_BLAS=0 or off in the
  * environment keeps to the built-in; so does anything that fails to load.
  *
  * Threads and determinism: OpenBLAS's threaded sgemm is not bit-reproducible across
@@ -365,9 +364,9 @@ static int blas_ready(void)
 /* The tile grid, which must not depend on the thread count: tiles of at most BT x BT,
    and at least TMIN of them (so that up to 16 threads find work) while their sides stay
    at least BMIN; sides rounded up to 16 (the AVX-512 kernels' unroll). Below BLAS_ONE
-   multiply-adds, one tile. A single-threaded OpenBLAS call runs at about the same
-   GFLOP/s from 128 x 128 to 512 x 512 (Zen 4, SkylakeX kernels: 97 to 105), so the
-   grid costs little against OpenBLAS's own threading (within about 5% on 2 cores). */
+   multiply-adds, one tile. A single-threaded OpenBLAS call runs at about the same rate
+   from 128 x 128 to 512 x 512, so the grid costs little against OpenBLAS's own
+   threading (BENCHMARKS.md, "Constants and their measurements"). */
 enum { BT = 384, TMIN = 16, BMIN = 128 };
 #define BLAS_ONE (1 << 22)
 

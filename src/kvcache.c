@@ -74,8 +74,8 @@ static size_t bytes3(int64_t a, int64_t b, int64_t c)
    alignment). From 2 MiB up, on Linux, the buffer starts on a 2 MiB boundary and its
    whole 2 MiB stretches are offered transparent huge pages (madvise, before anything
    touches them; the kernel may refuse, and then nothing changes): a decode step streams
-   the whole cache, and on 4 KiB pages a cold step (4096 keys, 8 kv heads, d = 128)
-   measured 10-25% slower, its time going to page walks. */
+   the whole cache, and on 4 KiB pages a cold step spends its time in page walks
+   (BENCHMARKS.md, "Constants and their measurements"). */
 static void *alloc_kv(size_t bytes)
 {
     if (bytes == 0 || bytes > SIZE_MAX - SATTN__HUGE_PAGE) return NULL;

@@ -19,11 +19,8 @@
 #define SATTN__BQ 64
 #define SATTN__BK 64
 /* Rows per band of a partially masked tile: each band is computed only up to the last
-   key its last row sees (sattn__band_keys). Side by side against whole tiles, causal
-   forwards at N=512 measured 5-7% faster with bands of 16 rows (d=64 1.87-1.92 ->
-   1.75-1.79 ms, d=128 3.56-3.69 -> 3.34-3.45 ms), N=1024-2048 2-4%; bands of 6 and 12
-   rows measured as 16, of 8 and 32 slower. Causal backwards: N=512 d=64 4.69-4.72 ->
-   4.40-4.42 ms, d=128 9.02-9.35 -> 8.56-8.61 ms, N=1024 d=64 16.3 -> 15.6 ms. */
+   key its last row sees (sattn__band_keys), which on the diagonal tile of a causal mask
+   leaves out 3/8 of the products (BENCHMARKS.md, "Constants and their measurements"). */
 #define SATTN__BAND 16
 
 /* Largest head_dim / head_dim_v accepted; keeps per-thread scratch bounded. */

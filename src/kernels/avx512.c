@@ -168,8 +168,7 @@ static void gemm_bf16p(float *C, int ldc, const float *A, int ars, int acs, cons
 /* Reads one byte of every cache line of rows rows of bytes bytes each, stride apart:
    demand loads, all issued before the products that follow use the rows. Not
    sattn__touch over the group's block (the same lines where the rows are contiguous):
-   in this kernel that measured 2-6% slower on a cold bf16 decode step, 5 runs side by
-   side. */
+   that was slower in this kernel (BENCHMARKS.md, "Constants and their measurements"). */
 ALWAYS_INLINE void touch_rows(const char *p, int64_t stride, int rows, int bytes)
 {
     const volatile unsigned char *m = (const volatile unsigned char *)p;

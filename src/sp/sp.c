@@ -444,10 +444,9 @@ typedef struct {
 
 /* Lets MPI move the transfers in flight. MPI moves a large message between processes
    of one machine only inside MPI calls (shared-memory copies in pieces), so the ring
-   asks it to progress between kernel calls. Cutting the parts into per-head calls to
-   ask more often was measured slower (2 ranks, N = 8192, H = 8, d = 64, zigzag causal:
-   one call per part 219.7 ms, one per head 246.9 ms: the calls cost more than the 6 ms
-   of transfer they could hide; BENCHMARKS.md), so there is one call per part. */
+   asks it to progress between kernel calls. Per-head calls, to ask more often, cost
+   more than the transfer time they could hide (BENCHMARKS.md), so there is one call
+   per part. */
 static void poke(int nreq, MPI_Request *req)
 {
     int done;
