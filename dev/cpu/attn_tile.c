@@ -1,0 +1,167 @@
+/* Kernel experiments for the forward's inner loop, in the manner of llm.c's dev/:
+ * numbered variants of one query block (64 rows) against N keys of one head, each
+ * checked against the double-precision reference (tests/ref) before it is timed.
+ *
+ *   dev_attn_tile [variant] [N] [d] [reps]     variant 0 = all (default), N = 1024, d = 64
+ *   dev_attn_tile --check                      every variant at odd sizes, no timing (ctest)
+ *
+ * Variants:
+ *   1  plain C: scores, a two-pass softmax, P·V (the shape of the math)
+ *   2  the library's tile loop: this CPU's kernel table, key blocks of 64, online softmax
+ *      (forward.c's forward_block without masks)
+ *   3  as 2 with key blocks of 128: does a longer block pay for its larger S tile?
+ * A new idea becomes variant 4, is checked here, timed against 2 side by side, and
+ * moves into the library only if it wins (BENCHMARKS.md records the result). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "sattn.h"
+#include "sattn_ref.h"
+
+#define BQ 64
+
+typedef struct problem {
+    int n, d;
+    const float *q, *k, *v; /* (BQ, d), (n, d), (n, d) */
+    float *out;             /* (BQ, d) */
+} problem;
+
+/* ---- variant 1: plain C ---- */
+
+static void variant1(const problem *p)
+{
+    const float scale = 1.0f / sqrtf((float)p->d);
+    float *s = malloc(sizeof(float) * (size_t)p->n);
+    for (int i = 0; i < BQ; i++) {
+        float mx = -INFINITY, sum = 0;
+        for (int j = 0; j < p->n; j++) {
+            float acc = 0;
+            for (int c = 0; c < p->d; c++) acc += p->q[i * p->d + c] * p->k[j * p->d + c];
+            s[j] = scale * acc;
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        for (int j = 0; j < p->n; j++) sum += s[j] = expf(s[j] - mx);
+        float *o = p->out + i * p->d;
+        memset(o, 0, sizeof(float) * (size_t)p->d);
+        for (int j = 0; j < p->n; j++)
+            for (int c = 0; c < p->d; c++) o[c] += s[j] / sum * p->v[j * p->d + c];
+    }
+    free(s);
+}
+
+/* ---- variants 2 and 3: the library's kernels, key blocks of bk ---- */
+
+static void tile_loop(const problem *p, int bk)
+{
+    const sattn__kernels *kt = sattn__kernels_get();
+    const int d = p->d;
+    float *q = malloc(sizeof(float) * BQ * (size_t)d), *kT = malloc(sizeof(float) * (size_t)(d * bk));
+    float *s = malloc(sizeof(float) * BQ * (size_t)bk), *o = p->out, mx[BQ], sum[BQ];
+    kt->load_row(q, p->q, BQ * d, SATTN_F32, 1.0f / sqrtf((float)d));
+    for (int r = 0; r < BQ; r++) mx[r] = -INFINITY, sum[r] = 0;
+    memset(o, 0, sizeof(float) * BQ * (size_t)d);
+    for (int j0 = 0; j0 < p->n; j0 += bk) {
+        int nk = p->n - j0 < bk ? p->n - j0 : bk;
+        kt->load_rows_t(kT, bk, p->k + (size_t)j0 * d, d, nk, d, SATTN_F32);
+        kt->gemm(s, bk, q, d, 1, kT, bk, BQ, nk, d, 0, 0);
+        kt->softmax_online(s, bk, BQ, nk, mx, sum, o, d, d);
+        kt->gemm(o, d, s, bk, 1, p->v + (size_t)j0 * d, d, BQ, d, nk, 1, 0);
+    }
+    for (int r = 0; r < BQ; r++)
+        for (int c = 0; c < d; c++) o[r * d + c] /= sum[r];
+    free(q), free(kT), free(s);
+}
+
+static void variant2(const problem *p) { tile_loop(p, 64); }
+static void variant3(const problem *p) { tile_loop(p, 128); }
+
+static void (*const variants[])(const problem *) = {NULL, variant1, variant2, variant3};
+#define NVAR 4
+
+/* ---- check and time ---- */
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Largest |out - ref| over max(1, max |ref|): f32 sums of n terms, bounded by a few n ulp. */
+static double check(int var, const problem *p, const double *ref)
+{
+    variants[var](p);
+    double e = 0, m = 1;
+    for (int i = 0; i < BQ * p->d; i++) {
+        e = fmax(e, fabs((double)p->out[i] - ref[i]));
+        m = fmax(m, fabs(ref[i]));
+    }
+    return e / m;
+}
+
+static int run(int which, int n, int d, int reps, int timing)
+{
+    problem p = {n, d, NULL, NULL, NULL, NULL};
+    float *q = malloc(sizeof(float) * BQ * (size_t)d), *k = malloc(sizeof(float) * (size_t)n * d);
+    float *v = malloc(sizeof(float) * (size_t)n * d);
+    double *ref = malloc(sizeof(double) * BQ * (size_t)d);
+    p.out = malloc(sizeof(float) * BQ * (size_t)d);
+    unsigned x = 12345;
+    for (int i = 0; i < BQ * d; i++) q[i] = (float)((x = x * 1103515245u + 12345u) >> 8) / (1 << 24) * 4 - 2;
+    for (int i = 0; i < n * d; i++) k[i] = (float)((x = x * 1103515245u + 12345u) >> 8) / (1 << 24) * 4 - 2;
+    for (int i = 0; i < n * d; i++) v[i] = (float)((x = x * 1103515245u + 12345u) >> 8) / (1 << 24) * 2 - 1;
+    p.q = q, p.k = k, p.v = v;
+    sattn_params sp;
+    memset(&sp, 0, sizeof sp); /* zero: every option off */
+    sp.batch = 1, sp.seq_q = BQ, sp.seq_kv = n, sp.heads_q = 1, sp.head_dim = d, sp.dtype = SATTN_F32;
+    int bad = 0;
+    if (sattn_ref_forward(&sp, q, k, v, ref, NULL) != 0) {
+        fprintf(stderr, "reference failed\n");
+        return 1;
+    }
+    const double tol = 4.0 * (n + d) * 0x1p-24; /* f32 sums of n and d terms */
+    for (int var = 1; var < NVAR; var++) {
+        if (which && var != which) continue;
+        double e = check(var, &p, ref);
+        int ok = e <= tol;
+        bad += !ok;
+        printf("variant %d  N=%-5d d=%-4d error %.2e (tolerance %.2e) %s", var, n, d, e, tol, ok ? "ok" : "WRONG");
+        if (ok && timing) {
+            double best = 1e30;
+            for (int r = 0; r < reps; r++) {
+                double t0 = now();
+                variants[var](&p);
+                double t = now() - t0;
+                best = t < best ? t : best;
+            }
+            printf("  %.3f ms  %.1f GFLOP/s (best of %d, one thread)", best * 1e3, 4.0 * BQ * n * d / best * 1e-9, reps);
+        }
+        printf("\n");
+    }
+    free(q), free(k), free(v), free(ref), free(p.out);
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    printf("kernels: %s\n", sattn_isa());
+    if (argc > 1 && strcmp(argv[1], "--check") == 0) {
+        static const int ns[] = {1, 7, 63, 65, 257}, ds[] = {1, 7, 64, 65, 128};
+        int bad = 0;
+        for (int i = 0; i < 5; i++)
+            for (int j = 0; j < 5; j++) bad += run(0, ns[i], ds[j], 0, 0);
+        printf("%s\n", bad ? "FAIL" : "PASS");
+        return bad != 0;
+    }
+    int which = argc > 1 ? atoi(argv[1]) : 0, n = argc > 2 ? atoi(argv[2]) : 1024, d = argc > 3 ? atoi(argv[3]) : 64;
+    int reps = argc > 4 ? atoi(argv[4]) : 20;
+    if (which < 0 || which >= NVAR || n < 1 || d < 1 || reps < 1) {
+        fprintf(stderr, "usage: dev_attn_tile [variant 0-%d] [N] [d] [reps] | --check\n", NVAR - 1);
+        return 2;
+    }
+    return run(which, n, d, reps, 1) != 0;
+}
