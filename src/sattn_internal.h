@@ -2,9 +2,9 @@
  *
  * Data flow: sattn_forward / sattn_backward (forward.c, backward.c) call
  * sattn__prepare (check.c) once, which validates every argument and resolves the
- * params into a sattn__problem; they then pick the kernel table once
- * (kernels/dispatch.c) and walk the tiles, calling sattn__tile_* (tile.c) for the
- * score rules and the kernel table for the arithmetic.
+ * params and the kernel table (kernels/dispatch.c) into a sattn__problem; they then
+ * walk the tiles (decode.c for few query rows), calling sattn__tile_* (tile.c) for the
+ * score rules and the problem's kernel table for the arithmetic.
  */
 #ifndef SATTN_INTERNAL_H
 #define SATTN_INTERNAL_H

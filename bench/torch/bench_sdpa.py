@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""sattn against what a PyTorch user would pick instead, in one run: PyTorch's own CPU
+flash kernel (scaled_dot_product_attention under SDPBackend.FLASH_ATTENTION) and an
+unfused attention on OpenBLAS (NumPy's matmul: Q·Kᵀ, a softmax, P·V). f32, B = 1,
+H = 8, d = 64 and 128, N = 512 .. 4096, non-causal and causal, forward and backward
+(PyTorch's autograd from the saved forward; sattn's backward from its saved lse), 2
+threads for all three. Each round runs every implementation in turn, three times each
+(the first, after the switch, discarded); the table gives medians of --reps rounds, GFLOP/s, % of this machine's FMA peak (measured by
+`bench --only peak` in the same run) and sattn's speedup over each.
+
+    SATTN_LIBRARY=build/libsattn.so PYTHONPATH=python python3 bench/torch/bench_sdpa.py \
+        --bench build/bench/bench --plot sdpa.png
+
+FLOPs: forward 4·B·H·N²·d (causal: only the unmasked pairs, N(N+1)/2), backward 2.5x.
+"""
+import os
+
+# Both OpenMP runtimes in this process (PyTorch's own libgomp and the one sattn links)
+# would otherwise keep their threads spinning after each parallel region, on the cores
+# the other needs next (and sattn, seeing its threads wait for a core, would take the
+# machine for a busy one and back off to one thread). Passive waiting treats all alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import argparse  # noqa: E402
+import platform
+import re  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+
+import sattn  # noqa: E402
+import sattn.torch as st  # noqa: E402
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def measure_peak(bench):
+    out = subprocess.run([bench, "--only", "peak"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"FMA peak ([0-9.]+) GFLOP/s", out)
+    if not m:
+        sys.exit("bench --only peak printed no FMA peak:\n" + out)
+    return float(m.group(1))
+
+
+def numpy_forward(q, k, v, causal):
+    """Unfused attention on OpenBLAS (NumPy's matmul): per head S = scale Q Kᵀ, softmax, P V."""
+    d = q.shape[-1]
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * np.float32(1.0 / np.sqrt(d))
+    if causal:
+        n = s.shape[-1]
+        s = np.where(np.tril(np.ones((n, n), dtype=bool)), s, np.float32(-np.inf))
+    s = np.exp(s - s.max(axis=-1, keepdims=True))
+    s /= s.sum(axis=-1, keepdims=True)
+    return np.matmul(s, v), s
+
+
+def numpy_backward(q, k, v, p, dout, causal):
+    d = q.shape[-1]
+    scale = np.float32(1.0 / np.sqrt(d))
+    dv = np.matmul(np.swapaxes(p, -1, -2), dout)
+    dp = np.matmul(dout, np.swapaxes(v, -1, -2))
+    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+    dq = np.matmul(ds, k) * scale
+    dk = np.matmul(np.swapaxes(ds, -1, -2), q) * scale
+    return dq, dk, dv
+
+
+def timed(fn, runs=3):
+    """The best of the last runs - 1 of fn: the first run after another implementation
+    pays for the switch (PyTorch's OpenMP threads and sattn's spin a while after their
+    parallel regions, each in its own runtime, and would steal the other's cores)."""
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts[1:])
+
+
+def run_case(n, d, causal, reps, heads=8):
+    g = torch.Generator().manual_seed(n * 131 + d)
+    q, k, v, dout = (torch.randn(1, heads, n, d, generator=g) for _ in range(4))
+    qn, kn, vn, dn = (t.numpy() for t in (q, k, v, dout))
+    qr, kr, vr = (t.clone().requires_grad_(True) for t in (q, k, v))
+
+    def torch_fwd():
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(qr, kr, vr, is_causal=causal)
+
+    def sattn_fwd():
+        return st.scaled_dot_product_attention(qr, kr, vr, is_causal=causal)
+
+    # correctness first: the three agree before anything is timed
+    ref, p = numpy_forward(qn, kn, vn, causal)
+    for name, fn in (("torch", torch_fwd), ("sattn", sattn_fwd)):
+        err = float(np.abs(fn().detach().numpy() - ref).max())
+        if err > 1e-4:
+            sys.exit(f"{name} forward differs from the unfused one by {err:.2e} (N={n}, d={d}, causal={causal})")
+
+    out_t, out_s = torch_fwd(), sattn_fwd()
+    fwd = {"sattn": [], "pytorch": [], "openblas": []}
+    bwd = {"sattn": [], "pytorch": [], "openblas": []}
+    for _ in range(reps):
+        fwd["sattn"].append(timed(sattn_fwd))
+        fwd["pytorch"].append(timed(torch_fwd))
+        fwd["openblas"].append(timed(lambda: numpy_forward(qn, kn, vn, causal)))
+        bwd["sattn"].append(timed(lambda: torch.autograd.grad(out_s, (qr, kr, vr), dout, retain_graph=True)))
+        bwd["pytorch"].append(timed(lambda: torch.autograd.grad(out_t, (qr, kr, vr), dout, retain_graph=True)))
+        bwd["openblas"].append(timed(lambda: numpy_backward(qn, kn, vn, p, dn, causal)))
+    pairs = n * (n + 1) / 2 if causal else n * n
+    flops = 4.0 * heads * pairs * d
+    return ({k_: statistics.median(t) for k_, t in fwd.items()}, {k_: statistics.median(t) for k_, t in bwd.items()},
+            flops)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default="build/bench/bench", help="the C benchmark, for the FMA peak")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--sizes", default="512,1024,2048,4096")
+    ap.add_argument("--plot", help="write a PNG of GFLOP/s against N (needs matplotlib)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    peak = measure_peak(args.bench)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"CPU: {cpu_name()}; sattn {sattn.version()} ({sattn.isa()} kernels), PyTorch {torch.__version__}, "
+          f"NumPy {np.__version__}; 2 threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; FMA peak {peak:.1f} GFLOP/s; medians of {args.reps} rounds\n")
+    print("| case | sattn ms | GFLOP/s | % peak | PyTorch flash ms | % peak | OpenBLAS unfused ms | "
+          "vs PyTorch | vs OpenBLAS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    series = {}
+    for d in (64, 128):
+        for causal in (False, True):
+            for n in sizes:
+                fwd, bwd, flops = run_case(n, d, causal, args.reps)
+                for what, t, f in (("fwd", fwd, flops), ("bwd", bwd, 2.5 * flops)):
+                    name = f"{what} d={d} N={n} {'causal' if causal else 'full'}"
+                    gs = f / t["sattn"] * 1e-9
+                    gt = f / t["pytorch"] * 1e-9
+                    print(f"| {name} | {t['sattn'] * 1e3:.2f} | {gs:.1f} | {100 * gs / peak:.1f}% | "
+                          f"{t['pytorch'] * 1e3:.2f} | {100 * gt / peak:.1f}% | {t['openblas'] * 1e3:.2f} | "
+                          f"{t['pytorch'] / t['sattn']:.2f}x | {t['openblas'] / t['sattn']:.2f}x |", flush=True)
+                    for impl in t:
+                        series.setdefault((what, d, causal, impl), []).append((n, f / t[impl] * 1e-9))
+    if args.plot:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print(f"\nno plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+            return
+        fig, axes = plt.subplots(2, 4, figsize=(18, 8), sharex=True)
+        for col, (d, causal) in enumerate([(64, False), (64, True), (128, False), (128, True)]):
+            for row, what in enumerate(("fwd", "bwd")):
+                ax = axes[row][col]
+                for impl, style in (("sattn", "o-"), ("pytorch", "s--"), ("openblas", "^:")):
+                    pts = series[(what, d, causal, impl)]
+                    ax.plot([x for x, _ in pts], [y for _, y in pts], style, label=impl)
+                ax.axhline(peak, color="grey", lw=0.8)
+                ax.set_xscale("log", base=2)
+                ax.set_title(f"{what} d={d} {'causal' if causal else 'full'}")
+                ax.set_xlabel("N")
+                ax.set_ylabel("GFLOP/s")
+                ax.set_ylim(0, peak * 1.05)
+        axes[0][0].legend()
+        fig.suptitle(f"{cpu_name()}, 2 threads, f32, B=1, H=8 (grey: measured FMA peak {peak:.0f} GFLOP/s)")
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=80)
+        print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
