@@ -15,6 +15,7 @@
 #include "sattn_internal.h"
 
 #define SATTN__PACK_BYTES ((size_t)48 << 20) /* 65536 keys x d=64 pack in 32 MiB */
+#define SATTN__RUN_TILES 4 /* fully visible tiles computed side by side (full_run) */
 
 typedef struct fwd_ctx {
     const sattn__problem *pr;
@@ -29,6 +30,13 @@ typedef struct fwd_ctx {
     int64_t g0, nkb;
     size_t block_floats;
     double work; /* flops of the call, for its thread count */
+    /* Without score rules (softcap, ALiBi, bias, mask) the scores are computed in units
+       of log2 e (Q times scale log2 e) and the softmax takes exp2 of them: the masks'
+       -inf means the same in any unit, and the row max is taken back to natural units
+       (times ln 2) before the lse is written. */
+    int log2;
+    float q_scale; /* scale, times log2 e where log2 */
+    void (*softmax)(float *S, int lds, int m, int n, float *mx, float *sum, float *O, int ldo, int dv);
 } fwd_ctx;
 
 /* Per-thread scratch, in floats. */
@@ -36,8 +44,8 @@ typedef struct fwd_scratch {
     float *q;   /* (BQ, head_dim)   the query block, pre-multiplied by scale */
     float *kt;  /* (head_dim, BK)   one key block, transposed */
     float *v;   /* (BK, head_dim_v) one value block */
-    float *s;   /* (BQ, BK)         scores, then probabilities */
-    float *z;   /* (BQ, BK)         dropout keep factors */
+    float *s;   /* (BQ, RUN_TILES BK) scores, then probabilities */
+    float *z;   /* (BQ, RUN_TILES BK) dropout keep factors */
     float *o;   /* (BQ, head_dim_v) unnormalised output accumulator */
     float *mx;  /* (BQ)             running row max */
     float *sum; /* (BQ)             running row sum of exp(s - mx) */
@@ -50,8 +58,8 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, float *base, fwd_scra
     w->q = sattn__carve(base, &off, SATTN__BQ * d);
     w->kt = sattn__carve(base, &off, d * SATTN__BK);
     w->v = sattn__carve(base, &off, SATTN__BK * dv);
-    w->s = sattn__carve(base, &off, SATTN__BQ * SATTN__BK);
-    w->z = sattn__carve(base, &off, SATTN__BQ * SATTN__BK);
+    w->s = sattn__carve(base, &off, SATTN__BQ * SATTN__RUN_TILES * SATTN__BK);
+    w->z = sattn__carve(base, &off, SATTN__BQ * SATTN__RUN_TILES * SATTN__BK);
     w->o = sattn__carve(base, &off, SATTN__BQ * dv);
     w->mx = sattn__carve(base, &off, SATTN__BQ);
     w->sum = sattn__carve(base, &off, SATTN__BQ);
@@ -139,6 +147,40 @@ void sattn__finish_rows(const sattn__problem *pr, void *out, float *lse, const s
     }
 }
 
+/* Rows i0 .. i0+mv-1 of head h against the fully visible tiles from j0 (before hi), up
+   to SATTN__RUN_TILES of them, from the packed panels: their scores side by side in one
+   S of BQ x (RUN_TILES BK), so that each row pays its softmax step's fixed costs (the
+   max and sum reductions, the rescale of O) once per run instead of once per tile.
+   Returns the key after the run. */
+static int64_t full_run(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t i0, int mv, int64_t j0,
+                        int64_t hi, const fwd_scratch *w)
+{
+    const sattn__problem *pr = c->pr;
+    const sattn__kernels *kt = pr->kt;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, lds = SATTN__RUN_TILES * SATTN__BK;
+    const int64_t hk = h / pr->group;
+    kv_tile t[SATTN__RUN_TILES];
+    int nks[SATTN__RUN_TILES], nt = 0, n = 0;
+    for (int64_t j = j0; nt < SATTN__RUN_TILES && j < hi; j += SATTN__BK) {
+        const int nk = (int)(s->len_kv - j < SATTN__BK ? s->len_kv - j : SATTN__BK);
+        if (nt > 0 && (nks[nt - 1] < SATTN__BK || sattn__tile_classify(pr, s, i0, mv, j, nk) != SATTN__TILE_FULL))
+            break;
+        t[nt] = kv_block(c, s, hk, j, nk, w);
+        nks[nt++] = nk;
+        n += nk;
+    }
+    /* S = (scale Q) · Kᵀ, tile by tile into its columns */
+    for (int u = 0; u < nt; u++)
+        kt->gemm(w->s + u * SATTN__BK, lds, w->q, d, 1, t[u].kt, SATTN__BK, mv, nks[u], d, 0, 0);
+    if (pr->has_score_mods) sattn__tile_scores(pr, s, h, i0, mv, j0, n, SATTN__TILE_FULL, w->s, lds, NULL);
+    c->softmax(w->s, lds, mv, n, w->mx, w->sum, w->o, dv, dv);
+    if (pr->dropout_p > 0) sattn__tile_dropout_apply(pr, s, h, i0, mv, j0, n, w->s, lds, w->z);
+    /* O += P · V, tile by tile (the exact form where V holds NaN or Inf) */
+    for (int u = 0; u < nt; u++)
+        kt->gemm(w->o, dv, w->s + u * SATTN__BK, lds, 1, t[u].v, dv, mv, dv, nks[u], 1, t[u].v_bad);
+    return j0 + n;
+}
+
 /* out rows i0 .. i0+mq-1 of head h of sequence s, and their lse. */
 static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t i0, int mq,
                           const fwd_scratch *w)
@@ -156,7 +198,7 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
 
     if (mv > 0) {
         sattn__load_rows(pr->kt, w->q, d, sattn__at(c->q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1],
-                         mv, d, pr->dtype, pr->scale);
+                         mv, d, pr->dtype, c->q_scale);
         int64_t lo, hi, unused;
         sattn__row_range(pr, s, i0, &lo, &unused);
         sattn__row_range(pr, s, i0 + mv - 1, &unused, &hi);
@@ -164,6 +206,10 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
             int nk = (int)(s->len_kv - j0 < SATTN__BK ? s->len_kv - j0 : SATTN__BK);
             sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mv, j0, nk);
             if (kind == SATTN__TILE_EMPTY) continue;
+            if (kind == SATTN__TILE_FULL && c->pack) { /* a run of full tiles from the panels */
+                j0 = full_run(c, s, h, i0, mv, j0, hi, w) - SATTN__BK; /* the loop steps one tile */
+                continue;
+            }
             kv_tile t = kv_block(c, s, hk, j0, nk, w);
             /* a partial tile in bands of SATTN__BAND rows, each only up to the last key
                its last row sees (and skipped where its rows see none of the tile): on the
@@ -179,7 +225,7 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
                 kt->gemm(S, SATTN__BK, w->q + (size_t)r0 * (size_t)d, d, 1, t.kt, SATTN__BK, mb, nb, d, 0, 0);
                 if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
                     sattn__tile_scores(pr, s, h, i0 + r0, mb, j0, nb, kind, S, SATTN__BK, NULL);
-                kt->softmax_online(S, SATTN__BK, mb, nb, w->mx + r0, w->sum + r0, O, dv, dv);
+                c->softmax(S, SATTN__BK, mb, nb, w->mx + r0, w->sum + r0, O, dv, dv);
                 if (pr->dropout_p > 0)
                     sattn__tile_dropout_apply(pr, s, h, i0 + r0, mb, j0, nb, S, SATTN__BK, w->z);
                 /* O += P · V; NaN or Inf in V (masked keys may hold any bits) needs the exact form */
@@ -188,6 +234,8 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
         }
     }
 
+    if (c->log2)
+        for (int r = 0; r < mv; r++) w->mx[r] *= 0.693147180559945309f; /* ln 2: back to natural units */
     sattn__finish_rows(pr, c->out, c->lse, s, h, i0, mv, mq, w->o, w->mx, w->sum);
 }
 
@@ -202,7 +250,12 @@ static sattn_status forward_run(const sattn__problem *prp, const void *q, const 
     const int64_t items_per_group = pr.group * nqb;
     if (groups * items_per_group == 0) return SATTN_OK;
 
-    fwd_ctx c = {&pr, q, k, v, out, lse, NULL, NULL, 0, nkb, 0, 0};
+    fwd_ctx c = {&pr, q, k, v, out, lse, NULL, NULL, 0, nkb, 0, 0, 0, pr.scale, pr.kt->softmax_online};
+    if (!pr.has_score_mods) {
+        c.log2 = 1;
+        c.q_scale = pr.scale * 1.44269504088896341f; /* log2 e */
+        c.softmax = pr.kt->softmax_online_log2;
+    }
     /* flops of the whole call (Q·Kᵀ and P·V), about half under a causal rule */
     c.work = 2.0 * (double)pr.batch * (double)pr.heads_q * (double)pr.seq_q * (double)pr.seq_kv *
              (double)(pr.head_dim + pr.head_dim_v) * (pr.causal ? 0.5 : 1.0);

@@ -418,6 +418,50 @@ static void check_softmax(const sattn__kernels *kt, tu_rng *r)
         tu_check(e <= tol, "%s softmax_online m=%d n=%d: err %.3g > %.3g", kt->name, m, n, e, tol);
         worst = fmax(worst, e / tol);
 
+        /* the same step with the scores in units of log2 e: S log2 e in, exp2 inside; the
+           weights and sums agree with the natural form up to the rounding of S log2 e
+           (|s| 2^-24 in the exponent) and a few ulp of either polynomial */
+        {
+            float *S2 = malloc(sizeof(float) * (size_t)(m * lds)), *O2 = malloc(sizeof(float) * (size_t)(m * ldo));
+            float mx2[9], sum2[9];
+            memcpy(O2, O0, sizeof(float) * (size_t)(m * ldo)); /* O0 after the step: compare against its rescale */
+            /* rerun the natural step from the same start on copies, and the log2 one */
+            float *S3 = malloc(sizeof(float) * (size_t)(m * lds)), *O3 = malloc(sizeof(float) * (size_t)(m * ldo));
+            float mx3[9], sum3[9];
+            fill(S3, m * lds, r, -spread, spread);
+            fill(O3, m * ldo, r, -1, 1);
+            double smax = 0;
+            for (int i = 0; i < m; i++) {
+                mx3[i] = i % 3 == 1 ? (float)tu_unif(r, -spread, spread) : -INFINITY;
+                sum3[i] = i % 3 == 1 ? (float)tu_unif(r, 0.5, 3) : 0.0f;
+                if (i % 4 == 3)
+                    for (int j = 0; j < n; j++) S3[i * lds + j] = -INFINITY;
+                mx2[i] = mx3[i] * 1.44269504088896341f, sum2[i] = sum3[i];
+                for (int j = 0; j < n; j++) {
+                    S2[i * lds + j] = S3[i * lds + j] * 1.44269504088896341f;
+                    smax = fmax(smax, fabs(S3[i * lds + j]) * !isinf(S3[i * lds + j]));
+                }
+                if (isfinite(mx3[i])) smax = fmax(smax, fabs(mx3[i]));
+            }
+            memcpy(O2, O3, sizeof(float) * (size_t)(m * ldo));
+            kt->softmax_online(S3, lds, m, n, mx3, sum3, O3, ldo, dv);
+            kt->softmax_online_log2(S2, lds, m, n, mx2, sum2, O2, ldo, dv);
+            const double tol2 = (16 + 4 * smax) * 0x1p-24;
+            double e2 = 0;
+            for (int i = 0; i < m; i++) { /* the n weights and dv outputs of each row */
+                e2 = fmax(e2, max_rel(S3 + i * lds, S2 + i * lds, n, 1.0));
+                e2 = fmax(e2, max_rel(O3 + i * ldo, O2 + i * ldo, dv, 1.0));
+            }
+            for (int i = 0; i < m; i++) {
+                e2 = fmax(e2, max_rel(&sum3[i], &sum2[i], 1, fmax(1.0, fabs(sum3[i]))) - n * 0x1p-24);
+                tu_check(isinf(mx3[i]) ? mx2[i] == mx3[i] : fabs(mx2[i] * 0.6931471805599453 - mx3[i]) <= 4 * 0x1p-24 * fmax(1, fabs(mx3[i])),
+                         "%s softmax_online_log2: row max %g (log2 units) vs %g", kt->name, mx2[i], mx3[i]);
+            }
+            tu_check(e2 <= tol2, "%s softmax_online_log2 m=%d n=%d: differs from softmax_online by %.3g > %.3g",
+                     kt->name, m, n, e2, tol2);
+            free(S2), free(O2), free(S3), free(O3);
+        }
+
         /* recompute: P = exp(S - lse) */
         fill(S0, m * lds, r, -spread, spread);
         for (int j = 0; j < n; j += 4) S0[j] = -INFINITY;
@@ -478,7 +522,8 @@ static void check_entries(const sattn__kernels *kt)
                          (const void *)kt->gemm_h, (const void *)kt->gemm_nt_bf16p, (const void *)kt->gemm_bf16p,
                          (const void *)kt->gemm_h_span, (const void *)kt->gemm_nt_bf16dp,
                          (const void *)kt->load_rows_t, (const void *)kt->load_row, (const void *)kt->store_row,
-                         (const void *)kt->softmax_online, (const void *)kt->softmax_recompute,
+                         (const void *)kt->softmax_online, (const void *)kt->softmax_online_log2,
+                         (const void *)kt->softmax_recompute,
                          (const void *)kt->softmax_grad};
     int missing = 0;
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) missing += fns[i] == NULL;

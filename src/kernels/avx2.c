@@ -24,6 +24,7 @@ const sattn__kernels sattn__kernels_avx2 = {
     .load_row = row_load,
     .store_row = row_store,
     .softmax_online = softmax_online,
+    .softmax_online_log2 = softmax_online_log2,
     .softmax_recompute = softmax_recompute,
     .softmax_grad = softmax_grad,
 };

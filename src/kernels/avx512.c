@@ -348,6 +348,7 @@ static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int row
     .load_row = row_load, \
     .store_row = row_store, \
     .softmax_online = softmax_online, \
+    .softmax_online_log2 = softmax_online_log2, \
     .softmax_recompute = softmax_recompute, \
     .softmax_grad = softmax_grad
 

@@ -106,6 +106,10 @@ typedef struct sattn__kernels {
        A row whose scores are all -inf so far stays at mx = -inf, sum = 0, P = 0. */
     void (*softmax_online)(float *S, int lds, int m, int n, float *mx, float *sum,
                            float *O, int ldo, int dv);
+    /* The same with S in units of log2 e (the scores times log2 e, so that exp(s - m) is
+       exp2 of the difference: fewer operations per score) and mx in those units too. */
+    void (*softmax_online_log2)(float *S, int lds, int m, int n, float *mx, float *sum,
+                                float *O, int ldo, int dv);
     /* S[r][c] = exp(S[r][c] - lse[r]); rows with lse = -inf become 0. */
     void (*softmax_recompute)(float *S, int lds, int m, int n, const float *lse);
     /* dP[r][c] = P[r][c] * (dP[r][c] - D[r]), and exactly 0 where P[r][c] == 0. */

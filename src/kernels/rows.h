@@ -86,7 +86,9 @@ static void row_store(void *dst, const float *src, int n, int dtype, float scale
         if (c_ < (n)) step(1, c_, sv_tail((n) - c_));          \
     } while (0)
 
-static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum, float *O, int ldo, int dv)
+/* BASE2: S holds the scores times log2 e (and mx follows them): exp2 in place of exp. */
+SV_INLINE void softmax_online_base(const int BASE2, float *S, int lds, int m, int n, float *mx, float *sum, float *O,
+                                   int ldo, int dv)
 {
     const sv ninf = sv_set1(-INFINITY), zero = sv_zero();
     for (int r = 0; r < m; r++) {
@@ -103,11 +105,13 @@ static void softmax_online(float *S, int lds, int m, int n, float *mx, float *su
             ROW_WALK(n, ZERO_STEP);
             continue;
         }
-        float alpha = expf(mx[r] - mnew); /* mx = -inf gives 0 */
+        /* the old terms' factor; most blocks past the first leave the max as it was */
+        float alpha = mnew == mx[r] ? 1.0f : BASE2 ? exp2f(mx[r] - mnew) : expf(mx[r] - mnew); /* -inf: 0 */
         sv vm = sv_set1(mnew), vsum = zero;
 #define EXP_STEP(T, c, t)                                                            \
     do {                                                                             \
-        sv e_ = sv_exp(sv_sub(ld(T, s + (c), t), vm));                               \
+        sv x_ = sv_sub(ld(T, s + (c), t), vm);                                       \
+        sv e_ = BASE2 ? sv_exp2(x_) : sv_exp(x_);                                    \
         if (T) e_ = sv_select(sv_tail_sm(t), e_, zero); /* lanes past n: not summed */ \
         stv(T, s + (c), e_, t);                                                      \
         vsum = sv_add(vsum, e_);                                                     \
@@ -124,6 +128,16 @@ static void softmax_online(float *S, int lds, int m, int n, float *mx, float *su
         sum[r] = sum[r] * alpha + sv_hsum(vsum);
         mx[r] = mnew;
     }
+}
+
+static void softmax_online(float *S, int lds, int m, int n, float *mx, float *sum, float *O, int ldo, int dv)
+{
+    softmax_online_base(0, S, lds, m, n, mx, sum, O, ldo, dv);
+}
+
+static void softmax_online_log2(float *S, int lds, int m, int n, float *mx, float *sum, float *O, int ldo, int dv)
+{
+    softmax_online_base(1, S, lds, m, n, mx, sum, O, ldo, dv);
 }
 
 static void softmax_recompute(float *S, int lds, int m, int n, const float *lse)
