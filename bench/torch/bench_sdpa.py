@@ -4,8 +4,10 @@ flash kernel (scaled_dot_product_attention under SDPBackend.FLASH_ATTENTION) and
 unfused attention on OpenBLAS (NumPy's matmul: Q·Kᵀ, a softmax, P·V). f32, B = 1,
 H = 8, d = 64 and 128, N = 512 .. 4096, non-causal and causal, forward and backward
 (PyTorch's autograd from the saved forward; sattn's backward from its saved lse), 2
-threads for all three. Each round runs every implementation in turn, three times each
-(the first, after the switch, discarded); the table gives medians of --reps rounds, GFLOP/s, % of this machine's FMA peak (measured by
+threads for all three. The OpenBLAS rounds run first (its threads spin after each call
+and would take the others' cores); then each round runs sattn and PyTorch in turn,
+three times each (the first, after the switch, discarded); the table gives medians of
+--reps rounds, GFLOP/s, % of this machine's FMA peak (measured by
 `bench --only peak` in the same run) and sattn's speedup over each.
 
     SATTN_LIBRARY=build/libsattn.so PYTHONPATH=python python3 bench/torch/bench_sdpa.py \
@@ -17,12 +19,12 @@ import os
 
 # Both OpenMP runtimes in this process (PyTorch's own libgomp and the one sattn links)
 # would otherwise keep their threads spinning after each parallel region, on the cores
-# the other needs next (and sattn, seeing its threads wait for a core, would take the
-# machine for a busy one and back off to one thread). Passive waiting treats all alike.
+# the other needs next. Passive waiting treats both alike (at small N it costs sattn a
+# thread wake-up per parallel region: BENCHMARKS.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import argparse  # noqa: E402
-import platform
+import platform  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -114,13 +116,17 @@ def run_case(n, d, causal, reps, heads=8):
     out_t, out_s = torch_fwd(), sattn_fwd()
     fwd = {"sattn": [], "pytorch": [], "openblas": []}
     bwd = {"sattn": [], "pytorch": [], "openblas": []}
+    # NumPy's OpenBLAS keeps its threads spinning for a while after each call (its own
+    # pthreads, not OpenMP): it runs first, alone, and has time to go idle before the rest
+    for _ in range(reps):
+        fwd["openblas"].append(timed(lambda: numpy_forward(qn, kn, vn, causal)))
+        bwd["openblas"].append(timed(lambda: numpy_backward(qn, kn, vn, p, dn, causal)))
+    time.sleep(0.5)
     for _ in range(reps):
         fwd["sattn"].append(timed(sattn_fwd))
         fwd["pytorch"].append(timed(torch_fwd))
-        fwd["openblas"].append(timed(lambda: numpy_forward(qn, kn, vn, causal)))
         bwd["sattn"].append(timed(lambda: torch.autograd.grad(out_s, (qr, kr, vr), dout, retain_graph=True)))
         bwd["pytorch"].append(timed(lambda: torch.autograd.grad(out_t, (qr, kr, vr), dout, retain_graph=True)))
-        bwd["openblas"].append(timed(lambda: numpy_backward(qn, kn, vn, p, dn, causal)))
     pairs = n * (n + 1) / 2 if causal else n * n
     flops = 4.0 * heads * pairs * d
     return ({k_: statistics.median(t) for k_, t in fwd.items()}, {k_: statistics.median(t) for k_, t in bwd.items()},

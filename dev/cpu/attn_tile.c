@@ -4,13 +4,17 @@
  *
  *   dev_attn_tile [variant] [N] [d] [reps]     variant 0 = all (default), N = 1024, d = 64
  *   dev_attn_tile --check                      every variant at odd sizes, no timing (ctest)
+ *   dev_attn_tile --gemm M N K                 the table's gemm alone, operands in L1: the
+ *                                              ceiling of the variants' products
  *
  * Variants:
  *   1  plain C: scores, a two-pass softmax, P·V (the shape of the math)
- *   2  the library's tile loop: this CPU's kernel table, key blocks of 64, online softmax
- *      (forward.c's forward_block without masks)
+ *   2  a tile loop on this CPU's kernel table: key blocks of 64, online softmax (the
+ *      library's forward before runs of tiles)
  *   3  as 2 with key blocks of 128: does a longer block pay for its larger S tile?
- * A new idea becomes variant 4, is checked here, timed against 2 side by side, and
+ *   4  as 2 with 256 keys per softmax step and the scores in units of log2 e (exp2): the
+ *      library's forward now (forward.c, full_run)
+ * A new idea becomes variant 5, is checked here, timed against 2 side by side, and
  * moves into the library only if it wins (BENCHMARKS.md records the result). */
 #include <math.h>
 #include <stdio.h>
@@ -55,20 +59,21 @@ static void variant1(const problem *p)
 
 /* ---- variants 2 and 3: the library's kernels, key blocks of bk ---- */
 
-static void tile_loop(const problem *p, int bk)
+static void tile_loop(const problem *p, int bk, int log2)
 {
     const sattn__kernels *kt = sattn__kernels_get();
     const int d = p->d;
     float *q = malloc(sizeof(float) * BQ * (size_t)d), *kT = malloc(sizeof(float) * (size_t)(d * bk));
     float *s = malloc(sizeof(float) * BQ * (size_t)bk), *o = p->out, mx[BQ], sum[BQ];
-    kt->load_row(q, p->q, BQ * d, SATTN_F32, 1.0f / sqrtf((float)d));
+    kt->load_row(q, p->q, BQ * d, SATTN_F32, (log2 ? 1.44269504088896341f : 1.0f) / sqrtf((float)d));
     for (int r = 0; r < BQ; r++) mx[r] = -INFINITY, sum[r] = 0;
     memset(o, 0, sizeof(float) * BQ * (size_t)d);
     for (int j0 = 0; j0 < p->n; j0 += bk) {
         int nk = p->n - j0 < bk ? p->n - j0 : bk;
         kt->load_rows_t(kT, bk, p->k + (size_t)j0 * d, d, nk, d, SATTN_F32);
         kt->gemm(s, bk, q, d, 1, kT, bk, BQ, nk, d, 0, 0);
-        kt->softmax_online(s, bk, BQ, nk, mx, sum, o, d, d);
+        if (log2) kt->softmax_online_log2(s, bk, BQ, nk, mx, sum, o, d, d);
+        else kt->softmax_online(s, bk, BQ, nk, mx, sum, o, d, d);
         kt->gemm(o, d, s, bk, 1, p->v + (size_t)j0 * d, d, BQ, d, nk, 1, 0);
     }
     for (int r = 0; r < BQ; r++)
@@ -76,11 +81,12 @@ static void tile_loop(const problem *p, int bk)
     free(q), free(kT), free(s);
 }
 
-static void variant2(const problem *p) { tile_loop(p, 64); }
-static void variant3(const problem *p) { tile_loop(p, 128); }
+static void variant2(const problem *p) { tile_loop(p, 64, 0); }
+static void variant3(const problem *p) { tile_loop(p, 128, 0); }
+static void variant4(const problem *p) { tile_loop(p, 256, 1); }
 
-static void (*const variants[])(const problem *) = {NULL, variant1, variant2, variant3};
-#define NVAR 4
+static void (*const variants[])(const problem *) = {NULL, variant1, variant2, variant3, variant4};
+#define NVAR 5
 
 /* ---- check and time ---- */
 
@@ -146,6 +152,42 @@ static int run(int which, int n, int d, int reps, int timing)
     return bad;
 }
 
+/* C (M x N) = A (M x K) · B (K x N) with this CPU's gemm, checked against double sums,
+   then timed on the same operands (hot in L1 when they fit: the products' ceiling). */
+static int gemm_only(int m, int n, int k)
+{
+    const sattn__kernels *kt = sattn__kernels_get();
+    float *A = malloc(sizeof(float) * (size_t)m * k), *B = malloc(sizeof(float) * (size_t)k * n);
+    float *C = malloc(sizeof(float) * (size_t)m * n);
+    for (int i = 0; i < m * k; i++) A[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+    for (int i = 0; i < k * n; i++) B[i] = (float)((i * 53) % 97) / 97.0f - 0.5f;
+    kt->gemm(C, n, A, k, 1, B, n, m, n, k, 0, 0);
+    double e = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double ref = 0;
+            for (int c = 0; c < k; c++) ref += (double)A[i * k + c] * B[c * n + j];
+            e = fmax(e, fabs(ref - C[i * n + j]));
+        }
+    const double tol = 2.0 * k * 0x1p-24 * k; /* |a|, |b| <= 1/2: sums below k/4 */
+    int ok = e <= tol;
+    printf("gemm %dx%dx%d (%s): error %.2e (tolerance %.2e) %s", m, n, k, kt->name, e, tol, ok ? "ok" : "WRONG");
+    if (ok) {
+        const int reps = (int)(2e8 / ((double)m * n * k)) + 1;
+        double best = 1e30;
+        for (int r = 0; r < 5; r++) {
+            double t0 = now();
+            for (int i = 0; i < reps; i++) kt->gemm(C, n, A, k, 1, B, n, m, n, k, 0, 0);
+            double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("  %.1f GFLOP/s (best of 5, one thread)", 2.0 * m * n * k * reps / best * 1e-9);
+    }
+    printf("\n");
+    free(A), free(B), free(C);
+    return !ok;
+}
+
 int main(int argc, char **argv)
 {
     printf("kernels: %s\n", sattn_isa());
@@ -157,10 +199,18 @@ int main(int argc, char **argv)
         printf("%s\n", bad ? "FAIL" : "PASS");
         return bad != 0;
     }
+    if (argc > 4 && strcmp(argv[1], "--gemm") == 0) {
+        int m = atoi(argv[2]), n = atoi(argv[3]), k = atoi(argv[4]);
+        if (m < 1 || n < 1 || k < 1 || m > 4096 || n > 4096 || k > 4096) {
+            fprintf(stderr, "dev_attn_tile --gemm M N K: each from 1 to 4096\n");
+            return 2;
+        }
+        return gemm_only(m, n, k);
+    }
     int which = argc > 1 ? atoi(argv[1]) : 0, n = argc > 2 ? atoi(argv[2]) : 1024, d = argc > 3 ? atoi(argv[3]) : 64;
     int reps = argc > 4 ? atoi(argv[4]) : 20;
     if (which < 0 || which >= NVAR || n < 1 || d < 1 || reps < 1) {
-        fprintf(stderr, "usage: dev_attn_tile [variant 0-%d] [N] [d] [reps] | --check\n", NVAR - 1);
+        fprintf(stderr, "usage: dev_attn_tile [variant 0-%d] [N] [d] [reps] | --check | --gemm M N K\n", NVAR - 1);
         return 2;
     }
     return run(which, n, d, reps, 1) != 0;
