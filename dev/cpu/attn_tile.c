@@ -16,6 +16,7 @@
  *      library's forward now (forward.c, full_run)
  * A new idea becomes variant 5, is checked here, timed against 2 side by side, and
  * moves into the library only if it wins (BENCHMARKS.md records the result). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
