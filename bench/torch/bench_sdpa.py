@@ -7,37 +7,31 @@ H = 8, d = 64 and 128, N = 512 .. 4096, non-causal and causal, forward and backw
 threads for all three. The OpenBLAS rounds run first (its threads spin after each call
 and would take the others' cores); then each round runs sattn and PyTorch in turn,
 three times each (the first, after the switch, discarded); the table gives medians of
---reps rounds, GFLOP/s, % of this machine's FMA peak (measured by
-`bench --only peak` in the same run) and sattn's speedup over each.
+--reps rounds (each block after a pause of 0.25 s, as if it ran alone), GFLOP/s, % of this machine's FMA peak (measured by
+`bench --only peak` at the start and the end of the run, the higher taken) and sattn's
+speedup over each.
 
     SATTN_LIBRARY=build/libsattn.so PYTHONPATH=python python3 bench/torch/bench_sdpa.py \
         --bench build/bench/bench --plot sdpa.png
 
 FLOPs: forward 4·B·H·N²·d (causal: only the unmasked pairs, N(N+1)/2), backward 2.5x.
 """
+import argparse
 import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
 
-# Both OpenMP runtimes in this process (PyTorch's own libgomp and the one sattn links)
-# would otherwise keep their threads spinning after each parallel region, on the cores
-# the other needs next. Passive waiting treats both alike (at small N it costs sattn a
-# thread wake-up per parallel region: BENCHMARKS.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
-
-import sattn  # noqa: E402
-import sattn.torch as st  # noqa: E402
+import sattn
+import sattn.torch as st
 
 
 def cpu_name():
@@ -93,6 +87,9 @@ def timed(fn, runs=3):
     return min(ts[1:])
 
 
+PAUSE = 0.25  # seconds before each block of one implementation's calls
+
+
 def run_case(n, d, causal, reps, heads=8):
     g = torch.Generator().manual_seed(n * 131 + d)
     q, k, v, dout = (torch.randn(1, heads, n, d, generator=g) for _ in range(4))
@@ -121,12 +118,17 @@ def run_case(n, d, causal, reps, heads=8):
     for _ in range(reps):
         fwd["openblas"].append(timed(lambda: numpy_forward(qn, kn, vn, causal)))
         bwd["openblas"].append(timed(lambda: numpy_backward(qn, kn, vn, p, dn, causal)))
-    time.sleep(0.5)
+    # each block of sattn or PyTorch calls starts after a pause, as if it ran alone: a
+    # pool's threads still busy from the other would otherwise take its cores, and sattn,
+    # finding its threads kept from their cores, runs on one thread for 0.2 s and more
+    # (its rule for a busy machine: BENCHMARKS.md, "On a shared machine")
     for _ in range(reps):
-        fwd["sattn"].append(timed(sattn_fwd))
-        fwd["pytorch"].append(timed(torch_fwd))
-        bwd["sattn"].append(timed(lambda: torch.autograd.grad(out_s, (qr, kr, vr), dout, retain_graph=True)))
-        bwd["pytorch"].append(timed(lambda: torch.autograd.grad(out_t, (qr, kr, vr), dout, retain_graph=True)))
+        for impl, fn in (("sattn", sattn_fwd), ("pytorch", torch_fwd)):
+            time.sleep(PAUSE)
+            fwd[impl].append(timed(fn))
+        for impl, out in (("sattn", out_s), ("pytorch", out_t)):
+            time.sleep(PAUSE)
+            bwd[impl].append(timed(lambda: torch.autograd.grad(out, (qr, kr, vr), dout, retain_graph=True)))
     pairs = n * (n + 1) / 2 if causal else n * n
     flops = 4.0 * heads * pairs * d
     return ({k_: statistics.median(t) for k_, t in fwd.items()}, {k_: statistics.median(t) for k_, t in bwd.items()},
@@ -143,25 +145,30 @@ def main():
     torch.set_num_threads(2)
     peak = measure_peak(args.bench)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"CPU: {cpu_name()}; sattn {sattn.version()} ({sattn.isa()} kernels), PyTorch {torch.__version__}, "
-          f"NumPy {np.__version__}; 2 threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; FMA peak {peak:.1f} GFLOP/s; medians of {args.reps} rounds\n")
-    print("| case | sattn ms | GFLOP/s | % peak | PyTorch flash ms | % peak | OpenBLAS unfused ms | "
-          "vs PyTorch | vs OpenBLAS |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    series = {}
+    rows, series = [], {}
     for d in (64, 128):
         for causal in (False, True):
             for n in sizes:
+                print(f"d={d} N={n} {'causal' if causal else 'full'}", file=sys.stderr, flush=True)
                 fwd, bwd, flops = run_case(n, d, causal, args.reps)
                 for what, t, f in (("fwd", fwd, flops), ("bwd", bwd, 2.5 * flops)):
-                    name = f"{what} d={d} N={n} {'causal' if causal else 'full'}"
-                    gs = f / t["sattn"] * 1e-9
-                    gt = f / t["pytorch"] * 1e-9
-                    print(f"| {name} | {t['sattn'] * 1e3:.2f} | {gs:.1f} | {100 * gs / peak:.1f}% | "
-                          f"{t['pytorch'] * 1e3:.2f} | {100 * gt / peak:.1f}% | {t['openblas'] * 1e3:.2f} | "
-                          f"{t['pytorch'] / t['sattn']:.2f}x | {t['openblas'] / t['sattn']:.2f}x |", flush=True)
+                    rows.append((f"{what} d={d} N={n} {'causal' if causal else 'full'}", t, f))
                     for impl in t:
                         series.setdefault((what, d, causal, impl), []).append((n, f / t[impl] * 1e-9))
+    # this guest drifts: the peak again at the end, and the higher of the two (as bench does)
+    peak_end = measure_peak(args.bench)
+    print(f"CPU: {cpu_name()}; sattn {sattn.version()} ({sattn.isa()} kernels), PyTorch {torch.__version__}, "
+          f"NumPy {np.__version__}; 2 threads; FMA peak "
+          f"{peak:.1f} GFLOP/s at the start, {peak_end:.1f} at the end; medians of {args.reps} rounds\n")
+    peak = max(peak, peak_end)
+    print("| case | sattn ms | GFLOP/s | % peak | PyTorch flash ms | % peak | OpenBLAS unfused ms | vs PyTorch | "
+          "vs OpenBLAS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, t, f in rows:
+        gs, gt = f / t["sattn"] * 1e-9, f / t["pytorch"] * 1e-9
+        print(f"| {name} | {t['sattn'] * 1e3:.2f} | {gs:.1f} | {100 * gs / peak:.1f}% | {t['pytorch'] * 1e3:.2f} | "
+              f"{100 * gt / peak:.1f}% | {t['openblas'] * 1e3:.2f} | {t['pytorch'] / t['sattn']:.2f}x | "
+              f"{t['openblas'] / t['sattn']:.2f}x |")
     if args.plot:
         try:
             import matplotlib
