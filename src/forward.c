@@ -147,38 +147,51 @@ void sattn__finish_rows(const sattn__problem *pr, void *out, float *lse, const s
     }
 }
 
-/* Rows i0 .. i0+mv-1 of head h against the fully visible tiles from j0 (before hi), up
-   to SATTN__RUN_TILES of them, from the packed panels: their scores side by side in one
-   S of BQ x (RUN_TILES BK), so that each row pays its softmax step's fixed costs (the
-   max and sum reductions, the rescale of O) once per run instead of once per tile.
-   Returns the key after the run. */
-static int64_t full_run(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t i0, int mv, int64_t j0,
-                        int64_t hi, const fwd_scratch *w)
+/* One step of the online softmax for rows r0 .. r0+mb-1 of the block (query rows
+   i0 + r0 ..) of head h against nt key tiles side by side from key j0 (tile u: t[u],
+   nks[u] keys), in S's columns u BK ..: S = (scale Q) · Kᵀ tile by tile, the score
+   rules of kind, the softmax step, dropout, then O += P · V tile by tile (the exact form
+   where V holds NaN or Inf: masked keys may hold any bits). The kernels add each row's
+   terms in the same order whatever r0 and mb. */
+static void block_step(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t i0, int r0, int mb, int64_t j0,
+                       const kv_tile *t, const int *nks, int nt, sattn__tile_kind kind, const fwd_scratch *w)
 {
     const sattn__problem *pr = c->pr;
     const sattn__kernels *kt = pr->kt;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, lds = SATTN__RUN_TILES * SATTN__BK;
-    const int64_t hk = h / pr->group;
-    kv_tile t[SATTN__RUN_TILES];
-    int nks[SATTN__RUN_TILES], nt = 0, n = 0;
+    float *S = w->s + (size_t)r0 * (size_t)lds, *O = w->o + (size_t)r0 * (size_t)dv;
+    int n = 0;
+    for (int u = 0; u < nt; u++) {
+        kt->gemm(S + u * SATTN__BK, lds, w->q + (size_t)r0 * (size_t)d, d, 1, t[u].kt, SATTN__BK, mb, nks[u], d, 0,
+                 0);
+        n += nks[u];
+    }
+    if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
+        sattn__tile_scores(pr, s, h, i0 + r0, mb, j0, n, kind, S, lds, NULL);
+    c->softmax(S, lds, mb, n, w->mx + r0, w->sum + r0, O, dv, dv);
+    if (pr->dropout_p > 0) sattn__tile_dropout_apply(pr, s, h, i0 + r0, mb, j0, n, S, lds, w->z);
+    for (int u = 0; u < nt; u++)
+        kt->gemm(O, dv, S + u * SATTN__BK, lds, 1, t[u].v, dv, mb, dv, nks[u], 1, t[u].v_bad);
+}
+
+/* The fully visible tiles from j0 (before hi) that rows i0 .. i0+mv-1 of kv head hk take
+   as one run, up to SATTN__RUN_TILES of them, from the packed panels, into t and nks;
+   returns how many (at least the tile at j0, which the caller found fully visible). A
+   run's scores sit side by side in one S, so that each row pays its softmax step's fixed
+   costs (the max and sum reductions, the rescale of O) once per run, not per tile. */
+static int full_run(const fwd_ctx *c, const sattn__seq *s, int64_t hk, int64_t i0, int mv, int64_t j0, int64_t hi,
+                    kv_tile *t, int *nks, const fwd_scratch *w)
+{
+    int nt = 0;
     for (int64_t j = j0; nt < SATTN__RUN_TILES && j < hi; j += SATTN__BK) {
         const int nk = (int)(s->len_kv - j < SATTN__BK ? s->len_kv - j : SATTN__BK);
-        if (nt > 0 && (nks[nt - 1] < SATTN__BK || sattn__tile_classify(pr, s, i0, mv, j, nk) != SATTN__TILE_FULL))
+        if (nt > 0 &&
+            (nks[nt - 1] < SATTN__BK || sattn__tile_classify(c->pr, s, i0, mv, j, nk) != SATTN__TILE_FULL))
             break;
         t[nt] = kv_block(c, s, hk, j, nk, w);
         nks[nt++] = nk;
-        n += nk;
     }
-    /* S = (scale Q) · Kᵀ, tile by tile into its columns */
-    for (int u = 0; u < nt; u++)
-        kt->gemm(w->s + u * SATTN__BK, lds, w->q, d, 1, t[u].kt, SATTN__BK, mv, nks[u], d, 0, 0);
-    if (pr->has_score_mods) sattn__tile_scores(pr, s, h, i0, mv, j0, n, SATTN__TILE_FULL, w->s, lds, NULL);
-    c->softmax(w->s, lds, mv, n, w->mx, w->sum, w->o, dv, dv);
-    if (pr->dropout_p > 0) sattn__tile_dropout_apply(pr, s, h, i0, mv, j0, n, w->s, lds, w->z);
-    /* O += P · V, tile by tile (the exact form where V holds NaN or Inf) */
-    for (int u = 0; u < nt; u++)
-        kt->gemm(w->o, dv, w->s + u * SATTN__BK, lds, 1, t[u].v, dv, mv, dv, nks[u], 1, t[u].v_bad);
-    return j0 + n;
+    return nt;
 }
 
 /* out rows i0 .. i0+mq-1 of head h of sequence s, and their lse. */
@@ -186,7 +199,6 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
                           const fwd_scratch *w)
 {
     const sattn__problem *pr = c->pr;
-    const sattn__kernels *kt = pr->kt;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
     const int64_t hk = h / pr->group;
     const size_t es = pr->elem_size;
@@ -202,35 +214,31 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
         int64_t lo, hi, unused;
         sattn__row_range(pr, s, i0, &lo, &unused);
         sattn__row_range(pr, s, i0 + mv - 1, &unused, &hi);
-        for (int64_t j0 = lo / SATTN__BK * SATTN__BK; j0 < hi; j0 += SATTN__BK) {
-            int nk = (int)(s->len_kv - j0 < SATTN__BK ? s->len_kv - j0 : SATTN__BK);
-            sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mv, j0, nk);
-            if (kind == SATTN__TILE_EMPTY) continue;
-            if (kind == SATTN__TILE_FULL && c->pack) { /* a run of full tiles from the panels */
-                j0 = full_run(c, s, h, i0, mv, j0, hi, w) - SATTN__BK; /* the loop steps one tile */
+        for (int64_t j0 = lo / SATTN__BK * SATTN__BK; j0 < hi;) {
+            const int nk = (int)(s->len_kv - j0 < SATTN__BK ? s->len_kv - j0 : SATTN__BK);
+            const sattn__tile_kind kind = sattn__tile_classify(pr, s, i0, mv, j0, nk);
+            kv_tile t[SATTN__RUN_TILES];
+            int nks[SATTN__RUN_TILES];
+            if (kind == SATTN__TILE_FULL) { /* a run of full tiles from the panels, or this one loaded */
+                int nt = 1;
+                if (c->pack) nt = full_run(c, s, hk, i0, mv, j0, hi, t, nks, w);
+                else t[0] = kv_block(c, s, hk, j0, nk, w), nks[0] = nk;
+                block_step(c, s, h, i0, 0, mv, j0, t, nks, nt, kind, w);
+                for (int u = 0; u < nt; u++) j0 += nks[u];
                 continue;
             }
-            kv_tile t = kv_block(c, s, hk, j0, nk, w);
-            /* a partial tile in bands of SATTN__BAND rows, each only up to the last key
-               its last row sees (and skipped where its rows see none of the tile): on the
-               diagonal tile of a causal mask that leaves out 3/8 of the products. The
-               kernels add each row's terms in the same order either way. */
-            const int band = kind == SATTN__TILE_PARTIAL ? SATTN__BAND : SATTN__BQ;
-            for (int r0 = 0; r0 < mv; r0 += band) {
-                const int mb = mv - r0 < band ? mv - r0 : band;
-                const int nb = band < SATTN__BQ ? sattn__band_keys(pr, s, i0 + r0, mb, j0, nk) : nk;
-                if (nb == 0) continue;
-                float *S = w->s + (size_t)r0 * SATTN__BK, *O = w->o + (size_t)r0 * (size_t)dv;
-                /* S = (scale Q) · Kᵀ */
-                kt->gemm(S, SATTN__BK, w->q + (size_t)r0 * (size_t)d, d, 1, t.kt, SATTN__BK, mb, nb, d, 0, 0);
-                if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
-                    sattn__tile_scores(pr, s, h, i0 + r0, mb, j0, nb, kind, S, SATTN__BK, NULL);
-                c->softmax(S, SATTN__BK, mb, nb, w->mx + r0, w->sum + r0, O, dv, dv);
-                if (pr->dropout_p > 0)
-                    sattn__tile_dropout_apply(pr, s, h, i0 + r0, mb, j0, nb, S, SATTN__BK, w->z);
-                /* O += P · V; NaN or Inf in V (masked keys may hold any bits) needs the exact form */
-                kt->gemm(O, dv, S, SATTN__BK, 1, t.v, dv, mb, dv, nb, 1, t.v_bad);
+            if (kind == SATTN__TILE_PARTIAL) {
+                /* in bands of SATTN__BAND rows, each only up to the last key its last row
+                   sees (and skipped where its rows see none of the tile): on the diagonal
+                   tile of a causal mask that leaves out 3/8 of the products */
+                t[0] = kv_block(c, s, hk, j0, nk, w);
+                for (int r0 = 0; r0 < mv; r0 += SATTN__BAND) {
+                    const int mb = mv - r0 < SATTN__BAND ? mv - r0 : SATTN__BAND;
+                    const int nb = sattn__band_keys(pr, s, i0 + r0, mb, j0, nk);
+                    if (nb > 0) block_step(c, s, h, i0, r0, mb, j0, t, &nb, 1, kind, w);
+                }
             }
+            j0 += SATTN__BK;
         }
     }
 
