@@ -422,12 +422,11 @@ static void check_softmax(const sattn__kernels *kt, tu_rng *r)
            weights and sums agree with the natural form up to the rounding of S log2 e
            (|s| 2^-24 in the exponent) and a few ulp of either polynomial */
         {
+            /* one start, (S3, O3, mx3, sum3) in natural units and (S2, O2, mx2, sum2) the same
+               in units of log2 e; each form's step on its own copy */
             float *S2 = malloc(sizeof(float) * (size_t)(m * lds)), *O2 = malloc(sizeof(float) * (size_t)(m * ldo));
-            float mx2[9], sum2[9];
-            memcpy(O2, O0, sizeof(float) * (size_t)(m * ldo)); /* O0 after the step: compare against its rescale */
-            /* rerun the natural step from the same start on copies, and the log2 one */
             float *S3 = malloc(sizeof(float) * (size_t)(m * lds)), *O3 = malloc(sizeof(float) * (size_t)(m * ldo));
-            float mx3[9], sum3[9];
+            float mx2[9], sum2[9], mx3[9], sum3[9];
             fill(S3, m * lds, r, -spread, spread);
             fill(O3, m * ldo, r, -1, 1);
             double smax = 0;
