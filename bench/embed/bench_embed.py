@@ -24,22 +24,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "bert"))
+from machine import cpu_name, fma_peak  # noqa: E402
 import model_files  # noqa: E402
 from texts import make_texts  # noqa: E402
-
-
-def cpu_name():
-    name, flags = "unknown CPU", ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name") and name == "unknown CPU":
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line
-    fam = re.search(r"cpu family\s*:\s*(\d+)", open("/proc/cpuinfo").read())
-    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
-    return "%s (family %s, %s), %d logical CPUs" % (name, fam.group(1) if fam else "?", isa, os.cpu_count())
 
 
 def flops(lengths, E=384, I=1536, L=6):
@@ -68,12 +57,8 @@ def main():
     lengths = [len(e.ids) for e in tk.encode_batch(texts)]
     tokens, work = sum(lengths), flops(lengths)
 
-    peak = None
     bench = os.path.join(a.build, "bench", "bench")
-    if os.path.exists(bench):
-        out = subprocess.run([bench, "--only", "peak"], capture_output=True, text=True).stdout
-        m = re.search(r"percentages use the higher of each: ([\d.]+) GFLOP/s", out)
-        peak = float(m.group(1)) if m else None
+    peak = fma_peak(bench)
 
     version = subprocess.run([cli, "--version"], capture_output=True, text=True).stdout.strip()
     rows = []

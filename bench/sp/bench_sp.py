@@ -14,20 +14,12 @@ transfers, without, transfers alone, the share hidden = 1 - (with - without) / a
 """
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
 
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from machine import cpu_name, fma_peak  # noqa: E402
 
 
 def run(cmd, env=None):
@@ -38,15 +30,6 @@ def run(cmd, env=None):
         sys.exit(f"bench_sp.py: {' '.join(cmd)} failed:\n{r.stdout}{r.stderr}")
     line = [l for l in r.stdout.splitlines() if "=" in l][-1]
     return {k: v for k, v in (kv.split("=", 1) for kv in line.split())}
-
-
-def peak(build):
-    exe = os.path.join(build, "bench", "bench")
-    if not os.path.exists(exe):
-        return None
-    r = subprocess.run([exe, "--only", "peak"], capture_output=True, text=True)
-    m = re.findall(r"FMA peak ([0-9.]+) GFLOP/s", r.stdout)
-    return max(float(x) for x in m) if m else None
 
 
 def main():
@@ -66,7 +49,7 @@ def main():
     if a.model:
         return model(a, exe)
     prob = ["--n", str(a.n), "--heads", str(a.heads), "--dim", str(a.dim)] + (["--backward"] if a.backward else [])
-    pk = peak(a.build)
+    pk = fma_peak(os.path.join(a.build, "bench", "bench"))
     single, sp = [], []
     for r in range(a.rounds):
         single.append(run([exe, "--single", str(a.ranks), "--reps", "3"] + prob,
@@ -77,8 +60,8 @@ def main():
     ts, tp = med(single, "time_s"), med(sp, "time_s")
     tn, tc = med(sp, "nocomm_s"), med(sp, "commonly_s")
     flops = float(single[0]["gflops"]) * float(single[0]["time_s"])  # GFLOP of the problem
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; FMA peak {pk:.1f} GFLOP/s (bench --only peak)" if pk else
-          f"CPU: {cpu_name()}, {os.cpu_count()} cores; peak not measured (bench not built)")
+    print(f"CPU: {cpu_name()}; FMA peak {pk:.1f} GFLOP/s (bench --only peak)" if pk else
+          f"CPU: {cpu_name()}; peak not measured (bench not built)")
     what = "backward" if a.backward else "forward"
     print(f"causal {what}, N={a.n}, H={a.heads}, d={a.dim}, f32; {a.method} {a.shard}; medians of {a.rounds} rounds "
           f"(each the median of 3 calls), the two runs alternating\n")

@@ -130,8 +130,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     sattn.set_num_threads(a.threads)
-    sys.path.insert(0, os.path.join(ROOT, "bench", "embed"))
-    from bench_embed import cpu_name
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from machine import cpu_name
     m, what = minilm(a.reps)
     pre, dec = smollm2(a.reps)
     import transformers

@@ -18,10 +18,7 @@ FLOPs: forward 4·B·H·N²·d (causal: only the unmasked pairs, N(N+1)/2), back
 """
 import argparse
 import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 
@@ -33,23 +30,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import sattn
 import sattn.torch as st
 
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from machine import cpu_name, fma_peak  # noqa: E402
 
 
 def measure_peak(bench):
-    out = subprocess.run([bench, "--only", "peak"], capture_output=True, text=True, check=True).stdout
-    m = re.search(r"FMA peak ([0-9.]+) GFLOP/s", out)
-    if not m:
-        sys.exit("bench --only peak printed no FMA peak:\n" + out)
-    return float(m.group(1))
+    peak = fma_peak(bench)
+    if peak is None:
+        sys.exit(f"{bench} --only peak measured no FMA peak (is bench built?)")
+    return peak
 
 
 def numpy_forward(q, k, v, causal):
@@ -175,7 +164,7 @@ def main():
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            print(f"\nno plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+            print("\nno plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
             return
         fig, axes = plt.subplots(2, 4, figsize=(18, 8), sharex=True)
         for col, (d, causal) in enumerate([(64, False), (64, True), (128, False), (128, True)]):
