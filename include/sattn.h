@@ -75,6 +75,21 @@ typedef enum {
     SATTN_CAUSAL_BOTTOM_RIGHT = 2,
 } sattn_causal;
 
+/* Which products the forward may use (sattn_params.products).
+   F32: every product in f32 from the stored values (the default).
+   BF16: opt-in, for bf16 storage on CPUs with bf16 dot-product instructions
+     (AVX512-BF16; sattn_products_run says whether this CPU runs them). Q·Kᵀ then
+     multiplies the stored bf16 values directly: each product is exact in f32, as in
+     the F32 mode, and the sums are f32 (pairs of products are added with two roundings;
+     subnormal inputs and sums are flushed to 0). The softmax weights are rounded to
+     bf16 before P·V, a relative error of at most 2^-8 per weight (8 significant bits), so
+         |out - out_F32| <= 2^-8 * sum_j P[i,j] |v[j,:]|  (+ the f32 sums' rounding)
+     i.e. at most 2^-8 of the largest |v| the row attends to. lse is unchanged (the
+     weights' f32 sum). Elsewhere (f32 or f16 storage, a CPU without bf16 dot products,
+     sattn_backward, sattn_attention_weights, a single query block of decoding, which
+     already multiplies bf16 Q·Kᵀ directly where it pays) the F32 products run. */
+typedef enum { SATTN_PRODUCTS_F32 = 0, SATTN_PRODUCTS_BF16 = 1 } sattn_products;
+
 /* Every field's zero means "off" or "default": a zero-initialised struct with only
    the shape filled in is plain attention over packed [batch][seq][head][dim] f32. */
 typedef struct sattn_params {
@@ -143,6 +158,8 @@ typedef struct sattn_params {
        reproduce it. */
     float dropout_p;
     uint64_t seed;
+
+    sattn_products products;     /* see sattn_products; 0 = F32 */
 } sattn_params;
 
 /* ---- functions ---- */
@@ -416,6 +433,10 @@ SATTN_API const char *sattn_version(void);
 
 /* Name of the kernel set chosen for this CPU ("generic", "avx2", "avx512", "avx512bf16"). */
 SATTN_API const char *sattn_isa(void);
+
+/* 1 if sattn_forward with storage type dtype and products runs those products on this
+   CPU (with the kernel set sattn_isa() names), 0 if it computes them in f32 instead. */
+SATTN_API int sattn_products_run(sattn_dtype dtype, sattn_products products);
 
 #ifdef __cplusplus
 }

@@ -205,6 +205,9 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
         p->causal != SATTN_CAUSAL_BOTTOM_RIGHT)
         return sattn__fail("causal must be SATTN_CAUSAL_NONE, _TOP_LEFT or _BOTTOM_RIGHT (got %d)",
                            (int)p->causal);
+    if (p->products != SATTN_PRODUCTS_F32 && p->products != SATTN_PRODUCTS_BF16)
+        return sattn__fail("products must be SATTN_PRODUCTS_F32 or SATTN_PRODUCTS_BF16 (got %d)",
+                           (int)p->products);
 
     /* ---- variable lengths ---- */
     if (p->cu_seqlens_q)
@@ -290,6 +293,7 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->window_left = window_side(p->window_left);
     prob->window_right = window_side(p->window_right);
     prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
+    prob->bf16_products = p->products == SATTN_PRODUCTS_BF16 && p->dtype == SATTN_BF16 && prob->kt->bf16_products;
     prob->causal = p->causal;
     prob->seed = p->seed;
     prob->alibi_slopes = p->alibi_slopes;

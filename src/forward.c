@@ -6,7 +6,12 @@
  * the group. Groups are packed in chunks of at most SATTN__PACK_BYTES; a larger group
  * reads its tiles straight from the inputs. Each (batch, head, query block) is one work
  * item, owned by one thread, so results do not depend on the thread count. When a
- * group's query rows fit one block (decode), decode.c takes the call instead. */
+ * group's query rows fit one block (decode), decode.c takes the call instead.
+ *
+ * With bf16 products (SATTN_PRODUCTS_BF16, prob->bf16_products) the panels hold the
+ * stored bf16 values in the pair forms of the kernels' gemm_dp instead: Kᵀ as pairs of
+ * dims, V as pairs of key rows, half the bytes of the f32 panels; Q stays as stored,
+ * the scale is applied to the sums, and the weights are rounded to bf16 for P·V. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +44,13 @@ typedef struct fwd_ctx {
     void (*softmax)(float *S, int lds, int m, int n, float *mx, float *sum, float *O, int ldo, int dv);
 } fwd_ctx;
 
+/* Floats of one key block's bf16 pair panels: Kᵀ as (d2, BK) pairs, V as (BK / 2, dv)
+   pairs. */
+static size_t pair_block_floats(const sattn__problem *pr)
+{
+    return (size_t)((pr->head_dim + 1) / 2) * SATTN__BK + (size_t)SATTN__BK / 2 * (size_t)pr->head_dim_v;
+}
+
 /* Per-thread scratch, in floats. */
 typedef struct fwd_scratch {
     float *q;   /* (BQ, head_dim)   the query block, pre-multiplied by scale */
@@ -47,6 +59,10 @@ typedef struct fwd_scratch {
     float *s;   /* (BQ, RUN_TILES BK) scores, then probabilities */
     float *z;   /* (BQ, RUN_TILES BK) dropout keep factors */
     float *o;   /* (BQ, head_dim_v) unnormalised output accumulator */
+    /* bf16 products only (else NULL): */
+    uint16_t *q2;  /* (BQ, 2 d2)       the query block as stored, d2 = ceil(head_dim / 2) */
+    uint16_t *p2;  /* (BQ, RUN_TILES BK) the weights rounded to bf16 */
+    uint16_t *kv2; /* one key block's pair panels, as pack_block_pairs lays them out */
     float *mx;  /* (BQ)             running row max */
     float *sum; /* (BQ)             running row sum of exp(s - mx) */
 } fwd_scratch;
@@ -61,12 +77,46 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, float *base, fwd_scra
     w->s = sattn__carve(base, &off, SATTN__BQ * SATTN__RUN_TILES * SATTN__BK);
     w->z = sattn__carve(base, &off, SATTN__BQ * SATTN__RUN_TILES * SATTN__BK);
     w->o = sattn__carve(base, &off, SATTN__BQ * dv);
+    w->q2 = w->p2 = w->kv2 = NULL;
+    if (pr->bf16_products) { /* two bf16 per float */
+        size_t d2 = (d + 1) / 2;
+        w->q2 = (uint16_t *)sattn__carve(base, &off, SATTN__BQ * d2);
+        w->p2 = (uint16_t *)sattn__carve(base, &off, SATTN__BQ * SATTN__RUN_TILES * SATTN__BK / 2);
+        w->kv2 = (uint16_t *)sattn__carve(base, &off, pair_block_floats(pr));
+    }
     w->mx = sattn__carve(base, &off, SATTN__BQ);
     w->sum = sattn__carve(base, &off, SATTN__BQ);
     return off;
 }
 
 /* ---- key and value panels ---- */
+
+/* The pair panels (kernels.h, gemm_dp) of nk <= BK bf16 key rows k and value rows v (row
+   strides ks, vs in elements): kp[p][j] = (k[j][2p], k[j][2p+1]) and vp[p][c] =
+   (v[2p][c], v[2p+1][c]), zeros past nk and past head_dim. Returns 1 if V holds NaN or
+   Inf. */
+static int pack_block_pairs(const sattn__problem *pr, uint16_t *kp, const uint16_t *k, int64_t ks,
+                            const uint16_t *v, int64_t vs, int nk)
+{
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, d2 = (d + 1) / 2;
+    if (nk < SATTN__BK || d % 2) memset(kp, 0, sizeof(uint16_t) * 2 * (size_t)d2 * SATTN__BK);
+    for (int j = 0; j < nk; j++) {
+        const uint16_t *row = k + j * ks;
+        for (int c = 0; c < d; c++) kp[2 * ((size_t)(c >> 1) * SATTN__BK + (size_t)j) + (c & 1)] = row[c];
+    }
+    uint16_t *vp = kp + 2 * (size_t)d2 * SATTN__BK;
+    unsigned bad = 0;
+    for (int j = 0; j < nk; j += 2) {
+        const uint16_t *r0 = v + j * vs, *r1 = r0 + vs;
+        uint16_t *out = vp + (size_t)j * (size_t)dv; /* pair row j / 2 */
+        for (int c = 0; c < dv; c++) {
+            uint16_t x0 = r0[c], x1 = j + 1 < nk ? r1[c] : 0;
+            out[2 * c] = x0, out[2 * c + 1] = x1;
+            bad |= (x0 & 0x7f80u) == 0x7f80u || (x1 & 0x7f80u) == 0x7f80u; /* exponent all ones */
+        }
+    }
+    return bad != 0;
+}
 
 static void pack_block(const fwd_ctx *c, int64_t g, int64_t kb)
 {
@@ -80,6 +130,12 @@ static void pack_block(const fwd_ctx *c, int64_t g, int64_t kb)
     const int nk = (int)(s.len_kv - j0 < SATTN__BK ? s.len_kv - j0 : SATTN__BK);
     const size_t idx = (size_t)((g - c->g0) * c->nkb + kb);
     float *kt = c->pack + idx * c->block_floats;
+    if (pr->bf16_products) {
+        c->bad[idx] = (uint8_t)pack_block_pairs(
+            pr, (uint16_t *)kt, (const uint16_t *)c->k + sattn__kv_elem(&s, pr->ks, j0, hk), pr->ks[1],
+            (const uint16_t *)c->v + sattn__kv_elem(&s, pr->vs, j0, hk), pr->vs[1], nk);
+        return;
+    }
     sattn__load_rows_t(pr->kt, kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(&s, pr->ks, j0, hk), es),
                        pr->ks[1], nk, d, pr->dtype);
     float *vp = kt + (size_t)d * SATTN__BK;
@@ -89,9 +145,10 @@ static void pack_block(const fwd_ctx *c, int64_t g, int64_t kb)
 }
 
 typedef struct kv_tile {
-    const float *kt; /* (head_dim, BK) */
-    const float *v;  /* (nk, head_dim_v) */
-    int v_bad;       /* V holds NaN or Inf */
+    const float *kt;  /* (head_dim, BK) */
+    const float *v;   /* (nk, head_dim_v) */
+    const uint16_t *k2, *v2; /* with bf16 products instead: the pair panels */
+    int v_bad;        /* V holds NaN or Inf */
 } kv_tile;
 
 /* The Kᵀ and V tiles of key rows j0.. (nk) of kv head hk: from the panels, or loaded. */
@@ -101,13 +158,25 @@ static kv_tile kv_block(const fwd_ctx *c, const sattn__seq *s, int64_t hk, int64
     const sattn__problem *pr = c->pr;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v;
     kv_tile t;
+    const size_t pair_k = 2 * (size_t)((d + 1) / 2) * SATTN__BK; /* bf16 of the Kᵀ pairs */
     if (c->pack) {
         size_t idx = (size_t)((s->b * pr->heads_kv + hk - c->g0) * c->nkb + j0 / SATTN__BK);
         t.kt = c->pack + idx * c->block_floats;
         t.v = t.kt + (size_t)d * SATTN__BK;
+        t.k2 = (const uint16_t *)t.kt;
+        t.v2 = t.k2 + pair_k;
         t.v_bad = c->bad[idx];
         return t;
     }
+    if (pr->bf16_products) {
+        t.v_bad = pack_block_pairs(pr, w->kv2, (const uint16_t *)c->k + sattn__kv_elem(s, pr->ks, j0, hk), pr->ks[1],
+                                   (const uint16_t *)c->v + sattn__kv_elem(s, pr->vs, j0, hk), pr->vs[1], nk);
+        t.k2 = w->kv2;
+        t.v2 = w->kv2 + pair_k;
+        t.kt = t.v = NULL;
+        return t;
+    }
+    t.k2 = t.v2 = NULL;
     const size_t es = pr->elem_size;
     sattn__load_rows_t(pr->kt, w->kt, SATTN__BK, sattn__at(c->k, sattn__kv_elem(s, pr->ks, j0, hk), es),
                        pr->ks[1], nk, d, pr->dtype);
@@ -159,17 +228,33 @@ static void block_step(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t
     const sattn__problem *pr = c->pr;
     const sattn__kernels *kt = pr->kt;
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, lds = SATTN__RUN_TILES * SATTN__BK;
+    const int d2 = (d + 1) / 2;
     float *S = w->s + (size_t)r0 * (size_t)lds, *O = w->o + (size_t)r0 * (size_t)dv;
     int n = 0;
     for (int u = 0; u < nt; u++) {
-        kt->gemm(S + u * SATTN__BK, lds, w->q + (size_t)r0 * (size_t)d, d, 1, t[u].kt, SATTN__BK, mb, nks[u], d, 0,
-                 0);
+        if (pr->bf16_products)
+            kt->gemm_dp(S + u * SATTN__BK, lds, w->q2 + (size_t)r0 * 2 * (size_t)d2, 2 * d2, t[u].k2, SATTN__BK, mb,
+                        nks[u], d2, 0, c->q_scale, 0);
+        else
+            kt->gemm(S + u * SATTN__BK, lds, w->q + (size_t)r0 * (size_t)d, d, 1, t[u].kt, SATTN__BK, mb, nks[u], d,
+                     0, 0);
         n += nks[u];
     }
     if (kind == SATTN__TILE_PARTIAL || pr->has_score_mods)
         sattn__tile_scores(pr, s, h, i0 + r0, mb, j0, n, kind, S, lds, NULL);
     c->softmax(S, lds, mb, n, w->mx + r0, w->sum + r0, O, dv, dv);
     if (pr->dropout_p > 0) sattn__tile_dropout_apply(pr, s, h, i0 + r0, mb, j0, n, S, lds, w->z);
+    if (pr->bf16_products) {
+        /* only the run's last tile can be short, so an odd n pads one weight at its end */
+        uint16_t *P = w->p2 + (size_t)r0 * (size_t)lds;
+        for (int r = 0; r < mb; r++) {
+            kt->store_row(P + (size_t)r * lds, S + (size_t)r * lds, n, SATTN_BF16, 1.0f);
+            if (n % 2) P[(size_t)r * lds + n] = 0;
+        }
+        for (int u = 0; u < nt; u++)
+            kt->gemm_dp(O, dv, P + u * SATTN__BK, lds, t[u].v2, dv, mb, dv, (nks[u] + 1) / 2, 1, 1.0f, t[u].v_bad);
+        return;
+    }
     for (int u = 0; u < nt; u++)
         kt->gemm(O, dv, S + u * SATTN__BK, lds, 1, t[u].v, dv, mb, dv, nks[u], 1, t[u].v_bad);
 }
@@ -209,8 +294,16 @@ static void forward_block(const fwd_ctx *c, const sattn__seq *s, int64_t h, int6
     memset(w->o, 0, sizeof(float) * (size_t)mv * (size_t)dv);
 
     if (mv > 0) {
-        sattn__load_rows(pr->kt, w->q, d, sattn__at(c->q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1],
-                         mv, d, pr->dtype, c->q_scale);
+        if (pr->bf16_products) { /* as stored, one zero column past an odd head_dim */
+            const int ld2 = 2 * ((d + 1) / 2);
+            const uint16_t *q = (const uint16_t *)c->q + sattn__q_elem(s, pr->qs, i0, h);
+            for (int r = 0; r < mv; r++) {
+                memcpy(w->q2 + (size_t)r * ld2, q + r * pr->qs[1], sizeof(uint16_t) * (size_t)d);
+                if (d % 2) w->q2[(size_t)r * ld2 + d] = 0;
+            }
+        } else
+            sattn__load_rows(pr->kt, w->q, d, sattn__at(c->q, sattn__q_elem(s, pr->qs, i0, h), es), pr->qs[1],
+                             mv, d, pr->dtype, c->q_scale);
         int64_t lo, hi, unused;
         sattn__row_range(pr, s, i0, &lo, &unused);
         sattn__row_range(pr, s, i0 + mv - 1, &unused, &hi);
@@ -268,7 +361,7 @@ static sattn_status forward_run(const sattn__problem *prp, const void *q, const 
     c.work = 2.0 * (double)pr.batch * (double)pr.heads_q * (double)pr.seq_q * (double)pr.seq_kv *
              (double)(pr.head_dim + pr.head_dim_v) * (pr.causal ? 0.5 : 1.0);
     if (pr.group * pr.seq_q <= SATTN__BQ) return sattn__decode(&pr, q, k, v, out, lse, c.work);
-    c.block_floats = (size_t)SATTN__BK * (size_t)(pr.head_dim + pr.head_dim_v);
+    c.block_floats = pr.bf16_products ? pair_block_floats(&pr) : (size_t)SATTN__BK * (size_t)(pr.head_dim + pr.head_dim_v);
     /* Pack when a panel is read by more than one query block and a group fits the cap. */
     size_t group_bytes = (size_t)nkb * c.block_floats * sizeof(float) + (size_t)nkb;
     int64_t chunk = groups;

@@ -183,3 +183,9 @@ void sattn__scratch_free(float *scratch) { free(scratch); }
 const char *sattn_version(void) { return SATTN_VERSION_STRING; }
 
 const char *sattn_isa(void) { return sattn__kernels_get()->name; }
+
+int sattn_products_run(sattn_dtype dtype, sattn_products products)
+{
+    if (products == SATTN_PRODUCTS_F32) return 1;
+    return products == SATTN_PRODUCTS_BF16 && dtype == SATTN_BF16 && sattn__kernels_get()->bf16_products;
+}

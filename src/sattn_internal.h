@@ -159,6 +159,7 @@ typedef struct sattn__problem {
        stays far from int64 overflow. */
     int64_t window_left, window_right;
     int has_score_mods;                     /* softcap, alibi, bias or mask present */
+    int bf16_products;                      /* SATTN_PRODUCTS_BF16 asked for, bf16 storage, and kt->gemm_dp pays */
     sattn_causal causal;
     uint64_t seed;                          /* dropout's Philox key */
     const float *alibi_slopes;              /* (heads_q) of the tensors, or NULL */

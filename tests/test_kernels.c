@@ -303,6 +303,54 @@ static void check_gemm_bf16dp(const sattn__kernels *kt, tu_rng *r)
     printf("%-8s gemm_nt_bf16dp: 100 shapes, worst error / tolerance %.3f\n", kt->name, worst);
 }
 
+/* gemm_dp (B in pairs) against double sums, both forms (accumulate or scale), odd n
+   and column tails, a zero of A against NaN and Inf in B with exact set, and that
+   nothing past column n of C is written. */
+static void check_gemm_dp(const sattn__kernels *kt, tu_rng *r)
+{
+    double worst = 0;
+    for (int t = 0; t < 120; t++) {
+        int m = (int)tu_range(r, 1, 13), n = (int)tu_range(r, 1, 140), k2 = (int)tu_range(r, 1, 70);
+        int acc = t % 2, exact = t % 3 == 0;
+        int lda = 2 * k2 + (int)tu_range(r, 0, 9), ldb = n + (int)tu_range(r, 0, 5), ldc = n + 1 + (int)tu_range(r, 0, 4);
+        float scale = acc ? 1.0f : (float)tu_unif(r, 0.05, 2.0);
+        uint16_t *A = malloc(sizeof(uint16_t) * (size_t)m * (size_t)lda);
+        uint16_t *B = malloc(sizeof(uint16_t) * 2 * (size_t)k2 * (size_t)ldb);
+        float *C = malloc(sizeof(float) * (size_t)m * (size_t)ldc), *C0 = malloc(sizeof(float) * (size_t)m * (size_t)ldc);
+        for (int i = 0; i < m * lda; i++) A[i] = sattn_ref_f32_to_bf16((float)tu_unif(r, -1, 1));
+        for (int i = 0; i < 2 * k2 * ldb; i++) B[i] = sattn_ref_f32_to_bf16((float)tu_unif(r, -1, 1));
+        if (exact) { /* column p of A zero (a masked key) against NaN and -Inf in its row of B */
+            int p = (int)tu_range(r, 0, 2 * k2 - 1);
+            for (int i = 0; i < m; i++) A[i * lda + p] = i % 2 ? 0x8000 : 0; /* -0 and +0 */
+            for (int u = 0; u < 2; u++) B[2 * (p / 2 * ldb + (int)tu_range(r, 0, n - 1)) + p % 2] = u ? 0x7fc0 : 0xff80;
+        }
+        fill(C, m * ldc, r, -1, 1);
+        memcpy(C0, C, sizeof(float) * (size_t)m * (size_t)ldc);
+        kt->gemm_dp(C, ldc, A, lda, B, ldb, m, n, k2, acc, scale, exact);
+        double tol = 2.0 * (2 * k2 + 2) * 0x1p-24 * scale, e = 0;
+        int guards = 1;
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double sum = 0;
+                for (int c = 0; c < 2 * k2; c++) {
+                    double a = sattn_ref_bf16_to_f64(A[i * lda + c]);
+                    if (a != 0) sum += a * sattn_ref_bf16_to_f64(B[2 * (c / 2 * ldb + j) + c % 2]);
+                }
+                double want = acc ? C0[i * ldc + j] + sum : scale * sum;
+                double err = fabs(want - C[i * ldc + j]);
+                e = isnan(err) ? INFINITY : fmax(e, err);
+            }
+            for (int j = n; j < ldc; j++) guards &= C[i * ldc + j] == C0[i * ldc + j];
+        }
+        tu_check(e <= tol, "%s gemm_dp m=%d n=%d k2=%d acc=%d exact=%d: err %.3g > %.3g", kt->name, m, n, k2, acc,
+                 exact, e, tol);
+        tu_check(guards, "%s gemm_dp wrote past column n", kt->name);
+        worst = fmax(worst, e / tol);
+        free(A), free(B), free(C), free(C0);
+    }
+    printf("%-8s gemm_dp: 120 shapes, worst error / tolerance %.3f\n", kt->name, worst);
+}
+
 /* The K-panel transpose must match the generic one bit for bit, in every dtype and at
    sizes with and without whole 16 x 16 blocks. */
 static void check_transpose(const sattn__kernels *kt, tu_rng *r)
@@ -519,7 +567,7 @@ static void check_entries(const sattn__kernels *kt)
 {
     const void *fns[] = {(const void *)kt->gemm, (const void *)kt->gemm_nt, (const void *)kt->gemm_nt_h,
                          (const void *)kt->gemm_h, (const void *)kt->gemm_nt_bf16p, (const void *)kt->gemm_bf16p,
-                         (const void *)kt->gemm_h_span, (const void *)kt->gemm_nt_bf16dp,
+                         (const void *)kt->gemm_h_span, (const void *)kt->gemm_nt_bf16dp, (const void *)kt->gemm_dp,
                          (const void *)kt->load_rows_t, (const void *)kt->load_row, (const void *)kt->store_row,
                          (const void *)kt->softmax_online, (const void *)kt->softmax_online_log2,
                          (const void *)kt->softmax_recompute,
@@ -528,7 +576,7 @@ static void check_entries(const sattn__kernels *kt)
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) missing += fns[i] == NULL;
     tu_check(missing == 0, "%s: %d table entries are NULL", kt->name, missing);
     tu_check(kt->decode_bf16 >= SATTN__BF16_PLAIN && kt->decode_bf16 <= SATTN__BF16_DOT && kt->span_values >= 0 &&
-                 kt->span_values <= 1,
+                 kt->span_values <= 1 && kt->bf16_products >= 0 && kt->bf16_products <= 1,
              "%s: decode preferences out of range", kt->name);
 }
 
@@ -557,6 +605,7 @@ int main(void)
         check_gemm_bf16p(kt, &r);
         check_gemm_h_span(kt, &r);
         check_gemm_bf16dp(kt, &r);
+        check_gemm_dp(kt, &r);
         check_convert(kt, &r);
         check_transpose(kt, &r);
         check_softmax(kt, &r);

@@ -6,6 +6,7 @@
  *   dev_attn_tile --check                      every variant at odd sizes, no timing (ctest)
  *   dev_attn_tile --gemm M N K                 the table's gemm alone, operands in L1: the
  *                                              ceiling of the variants' products
+ *   dev_attn_tile --dp M N K                   the same for gemm_dp (bf16 products, K even)
  *
  * Variants:
  *   1  plain C: scores, a two-pass softmax, P·V (the shape of the math)
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "convert.h"
 #include "kernels/kernels.h"
 #include "sattn.h"
 #include "sattn_ref.h"
@@ -189,6 +191,45 @@ static int gemm_only(int m, int n, int k)
     return !ok;
 }
 
+/* gemm_dp's C (M x N) = A (M x K) · B (K x N), A and B bf16 (B in pairs of rows),
+   checked against double sums of the same bf16 values, then timed as gemm_only. */
+static int dp_only(int m, int n, int k)
+{
+    const sattn__kernels *kt = sattn__kernels_get();
+    const int k2 = k / 2;
+    uint16_t *A = malloc(sizeof(uint16_t) * (size_t)m * k), *B = malloc(sizeof(uint16_t) * (size_t)k * n);
+    float *C = malloc(sizeof(float) * (size_t)m * n);
+    for (int i = 0; i < m * k; i++) A[i] = sattn__f32_to_bf16((float)((i * 37) % 101) / 101.0f - 0.5f);
+    for (int i = 0; i < k * n; i++) B[i] = sattn__f32_to_bf16((float)((i * 53) % 97) / 97.0f - 0.5f);
+    kt->gemm_dp(C, n, A, k, B, n, m, n, k2, 0, 1.0f, 0);
+    double e = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double ref = 0;
+            for (int c = 0; c < k; c++)
+                ref += (double)sattn__bf16_to_f32(A[i * k + c]) *
+                       sattn__bf16_to_f32(B[2 * ((c / 2) * n + j) + c % 2]);
+            e = fmax(e, fabs(ref - C[i * n + j]));
+        }
+    const double tol = 2.0 * k * 0x1p-24 * k;
+    int ok = e <= tol;
+    printf("gemm_dp %dx%dx%d (%s): error %.2e (tolerance %.2e) %s", m, n, k, kt->name, e, tol, ok ? "ok" : "WRONG");
+    if (ok) {
+        const int reps = (int)(2e8 / ((double)m * n * k)) + 1;
+        double best = 1e30;
+        for (int r = 0; r < 5; r++) {
+            double t0 = now();
+            for (int i = 0; i < reps; i++) kt->gemm_dp(C, n, A, k, B, n, m, n, k2, 0, 1.0f, 0);
+            double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("  %.1f GFLOP/s (best of 5, one thread)", 2.0 * m * n * k * reps / best * 1e-9);
+    }
+    printf("\n");
+    free(A), free(B), free(C);
+    return !ok;
+}
+
 int main(int argc, char **argv)
 {
     printf("kernels: %s\n", sattn_isa());
@@ -208,10 +249,18 @@ int main(int argc, char **argv)
         }
         return gemm_only(m, n, k);
     }
+    if (argc > 4 && strcmp(argv[1], "--dp") == 0) {
+        int m = atoi(argv[2]), n = atoi(argv[3]), k = atoi(argv[4]);
+        if (m < 1 || n < 1 || k < 2 || k % 2 || m > 4096 || n > 4096 || k > 4096) {
+            fprintf(stderr, "dev_attn_tile --dp M N K: each from 1 to 4096, K even\n");
+            return 2;
+        }
+        return dp_only(m, n, k);
+    }
     int which = argc > 1 ? atoi(argv[1]) : 0, n = argc > 2 ? atoi(argv[2]) : 1024, d = argc > 3 ? atoi(argv[3]) : 64;
     int reps = argc > 4 ? atoi(argv[4]) : 20;
     if (which < 0 || which >= NVAR || n < 1 || d < 1 || reps < 1) {
-        fprintf(stderr, "usage: dev_attn_tile [variant 0-%d] [N] [d] [reps] | --check | --gemm M N K\n", NVAR - 1);
+        fprintf(stderr, "usage: dev_attn_tile [variant 0-%d] [N] [d] [reps] | --check | --gemm M N K | --dp M N K\n", NVAR - 1);
         return 2;
     }
     return run(which, n, d, reps, 1) != 0;

@@ -25,7 +25,7 @@ __all__ = ["attention", "attention_backward", "attention_weights", "scaled_dot_p
            "scaled_dot_product_attention_backward", "MultiheadAttention", "KVCache", "Error",
            "OutOfMemoryError", "bfloat16", "copies_made", "set_num_threads", "get_num_threads",
            "manual_seed", "last_seed",
-           "version", "isa", "gemm_backend", "library_path"]
+           "version", "isa", "products_run", "gemm_backend", "library_path"]
 
 __version__ = _clib.sattn_version().decode()
 
@@ -53,6 +53,19 @@ def version():
 def isa():
     """The kernel set in use: "generic", "avx2", "avx512" or "avx512bf16"."""
     return _clib.sattn_isa().decode()
+
+
+def products_run(products, dtype="bfloat16"):
+    """True if attention(..., products=products) with this storage dtype runs those
+    products on this CPU, False if it computes in float32 instead (sattn_products_run)."""
+    from .functional import _PRODUCTS
+    from . import _lib as L
+    if products not in _PRODUCTS:
+        raise ValueError(f"products must be one of {sorted(_PRODUCTS)} (got {products!r})")
+    codes = {"float32": L.F32, "float16": L.F16, "bfloat16": L.BF16}
+    if dtype not in codes:
+        raise ValueError(f"dtype must be one of {sorted(codes)} (got {dtype!r})")
+    return bool(_clib.sattn_products_run(codes[dtype], _PRODUCTS[products]))
 
 
 def gemm_backend():

@@ -18,6 +18,7 @@ __all__ = ["lib", "Params", "MhaConfig", "KVCacheConfig", "Error", "OutOfMemoryE
 # ---- enums (sattn_status, sattn_dtype, sattn_causal) ----
 OK, ERR_INVALID, ERR_NOMEM, ERR_UNSUPPORTED = 0, -1, -2, -3
 F32, F16, BF16 = 0, 1, 2
+PRODUCTS_F32, PRODUCTS_BF16 = 0, 1
 CAUSAL_NONE, CAUSAL_TOP_LEFT, CAUSAL_BOTTOM_RIGHT = 0, 1, 2
 
 _enum = c_int  # a C enum whose values fit an int is an int (gcc, clang, MSVC)
@@ -101,6 +102,8 @@ class Params(_Checked):
         # dropout
         ("dropout_p", c_float),
         ("seed", c_uint64),
+        # which products the forward may use (SATTN_PRODUCTS_F32 = 0, _BF16 = 1)
+        ("products", _enum),
     ]
 
 
@@ -170,6 +173,7 @@ _prototypes = {
     "sattn_get_num_threads": (c_int, []),
     "sattn_version": (c_char_p, []),
     "sattn_isa": (c_char_p, []),
+    "sattn_products_run": (c_int, [_enum, _enum]),
 }
 for _name, (_res, _args) in _prototypes.items():
     _fn = getattr(lib, _name)

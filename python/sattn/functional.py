@@ -63,6 +63,7 @@ def _backward_seed(seed, dropout_p):
 # reads as "default"; the smallest positive float makes every score 0 to within 1e-38.
 _ZERO_SCALE = float(np.finfo(np.float32).smallest_subnormal)
 
+_PRODUCTS = {"f32": L.PRODUCTS_F32, "bf16": L.PRODUCTS_BF16}
 _CAUSAL = {None: L.CAUSAL_NONE, False: L.CAUSAL_NONE, "none": L.CAUSAL_NONE,
            "top_left": L.CAUSAL_TOP_LEFT, "bottom_right": L.CAUSAL_BOTTOM_RIGHT}
 
@@ -111,7 +112,7 @@ def _shape_of(a, axes):
 def _prepare(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=None,
              seqlens_kv=None, cu_seqlens_q=None, cu_seqlens_kv=None, bias=None, mask=None,
              alibi_slopes=None, softcap=0.0, scale=None, dropout_p=0.0, seed=0, dtype=None,
-             dense=False):
+             dense=False, products="f32"):
     """Checks the arrays' shapes against each other (the C side trusts them), maps them to
     element strides (copying only what cannot be described) and fills a sattn_params.
     dense: q, k, v must be dense, since the backward writes dq, dk, dv with their strides."""
@@ -119,6 +120,8 @@ def _prepare(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=None
         raise ValueError(f"layout must be \"bshd\" or \"bhsd\" (got {layout!r})")
     if causal not in _CAUSAL:
         raise ValueError(f"causal must be None, \"top_left\" or \"bottom_right\" (got {causal!r})")
+    if products not in _PRODUCTS:
+        raise ValueError(f"products must be \"f32\" or \"bf16\" (got {products!r})")
     q, k = np.asarray(q), np.asarray(k)
     v = None if v is None else np.asarray(v)
     code, npdt = A.storage([q, k, v], dtype)
@@ -219,6 +222,7 @@ def _prepare(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=None
     p.softcap = float(softcap)
     p.dropout_p = float(dropout_p)
     p.seed = int(seed)  # a field out of range raises Error with its bound
+    p.products = _PRODUCTS[products]
     return c
 
 
@@ -307,6 +311,12 @@ _DOC_OPTIONS = """
       dtype         None: the arrays' dtype (float32, float16, or ml_dtypes.bfloat16; any
                     other is converted to float32). "float16" / "bfloat16" with uint16
                     arrays: raw bits.
+      products      "f32" (default): every product in float32. "bf16" (attention only):
+                    with bfloat16 storage on a CPU with bf16 dot products
+                    (sattn.products_run("bf16")), q·kᵀ multiplies the stored values
+                    (exact products, float32 sums) and the weights are rounded to
+                    bfloat16 before P·V: out moves by at most 2^-8 of sum_j P |v_j|
+                    (sattn.h, sattn_products). Elsewhere float32 products run.
 
     Arrays are read in place whatever their strides, as long as the head-dim axis is
     contiguous, every stride is a non-negative whole number of elements (0 broadcasts)
@@ -319,7 +329,7 @@ _DOC_OPTIONS = """
 def attention(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=None,
               seqlens_kv=None, cu_seqlens_q=None, cu_seqlens_kv=None, bias=None, mask=None,
               alibi_slopes=None, softcap=0.0, scale=None, dropout_p=0.0, seed=None,
-              return_lse=False, out=None, dtype=None):
+              return_lse=False, out=None, dtype=None, products="f32"):
     """out = softmax(scale * q kᵀ + masks) v per head: the whole C contract (sattn_forward).
 
     Returns out, or (out, lse) with return_lse, where lse (float32) is the natural
@@ -330,7 +340,8 @@ def attention(q, k, v, *, layout="bshd", causal=None, window=None, seqlens_q=Non
     c = _prepare(q, k, v, layout=layout, causal=causal, window=window, seqlens_q=seqlens_q,
                  seqlens_kv=seqlens_kv, cu_seqlens_q=cu_seqlens_q, cu_seqlens_kv=cu_seqlens_kv,
                  bias=bias, mask=mask, alibi_slopes=alibi_slopes, softcap=softcap, scale=scale,
-                 dropout_p=dropout_p, seed=_forward_seed(seed, dropout_p), dtype=dtype)
+                 dropout_p=dropout_p, seed=_forward_seed(seed, dropout_p), dtype=dtype,
+                 products=products)
     o, lse = _forward(c, out, want_lse=return_lse)
     return (o, lse) if return_lse else o
 

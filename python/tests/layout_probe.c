@@ -25,7 +25,7 @@ int main(void)
     FIELD(sattn_params, bias), FIELD(sattn_params, bias_stride);
     FIELD(sattn_params, mask), FIELD(sattn_params, mask_stride);
     FIELD(sattn_params, alibi_slopes), FIELD(sattn_params, softcap);
-    FIELD(sattn_params, dropout_p), FIELD(sattn_params, seed);
+    FIELD(sattn_params, dropout_p), FIELD(sattn_params, seed), FIELD(sattn_params, products);
 
     STRUCT(sattn_mha_config);
     FIELD(sattn_mha_config, embed_dim), FIELD(sattn_mha_config, num_heads);

@@ -26,7 +26,8 @@ C_FIELDS = {
         ("scale", F), ("causal", ENUM), ("window_left", I64), ("window_right", I64),
         ("seqlens_q", PTR), ("seqlens_kv", PTR), ("cu_seqlens_q", PTR), ("cu_seqlens_kv", PTR),
         ("bias", PTR), ("bias_stride", (32, 8)), ("mask", PTR), ("mask_stride", (32, 8)),
-        ("alibi_slopes", PTR), ("softcap", F), ("dropout_p", F), ("seed", I64)]),
+        ("alibi_slopes", PTR), ("softcap", F), ("dropout_p", F), ("seed", I64),
+        ("products", ENUM)]),
     "sattn_mha_config": (_lib.MhaConfig, [
         ("embed_dim", I64), ("num_heads", I64), ("num_kv_heads", I64), ("head_dim", I64),
         ("bias", I32), ("dtype", ENUM)]),
@@ -293,3 +294,30 @@ def test_dropout_without_seed_draws_a_fresh_mask_each_call():
     # two layers made without a seed drop differently
     l1, l2 = sattn.MultiheadAttention(16, 2, dropout=0.5), sattn.MultiheadAttention(16, 2, dropout=0.5)
     assert l1.seed != l2.seed
+
+
+def test_bf16_products_stay_within_their_bound():
+    """products="bf16" (sattn.h, sattn_products): |out - exact| <= 2^-8 sum_j P|v_j| (the
+    weights rounded to bf16) + half a bf16 ulp of out, against float64 numpy here; and
+    bit-identical to products="f32" where the CPU has no bf16 dot products."""
+    from sattn._arrays import bfloat16
+    if bfloat16 is None:
+        pytest.skip("ml_dtypes is not installed: no bfloat16 arrays")
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 257, 3, 64)).astype(bfloat16) for _ in range(3))
+    got = sattn.attention(q, k, v, products="bf16").astype(np.float64)
+    f32 = sattn.attention(q, k, v).astype(np.float64)
+    qd, kd, vd = (x.astype(np.float64).transpose(0, 2, 1, 3) for x in (q, k, v))
+    s = qd @ kd.transpose(0, 1, 3, 2) / 8.0
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    want, mag = (p @ vd).transpose(0, 2, 1, 3), (p @ np.abs(vd)).transpose(0, 2, 1, 3)
+    allowed = (2.0**-8 + 1e-5) * 1.05 * mag + 2.0**-8 * 1.05 * np.abs(want)
+    assert np.all(np.abs(got - want) <= allowed), np.max(np.abs(got - want) / allowed)
+    if sattn.products_run("bf16"):
+        assert np.any(got != f32)
+    else:
+        assert np.array_equal(got, f32)
+    assert not sattn.products_run("bf16", "float16") and sattn.products_run("f32", "float32")
+    with pytest.raises(ValueError, match="products"):
+        sattn.attention(q, k, v, products="bf17")

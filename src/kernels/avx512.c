@@ -279,6 +279,72 @@ BF16_TARGET static void gemm_nt_bf16dp(float *C, int ldc, const uint16_t *A, int
     }
 }
 
+/* C[R][P vectors] of gemm_dp (kernels.h): per pair of A's columns, P loads of B's pairs
+   (16 pairs each), R broadcasts of A's pair (one 32-bit word each) and R P vdpbf16ps,
+   each 32 products: 6 x 4 accumulators, 4 of B and a broadcast in 29 registers. */
+BF16_TARGET ALWAYS_INLINE void dp_micro(const int R, const int P, const int TAIL, float *C, int ldc,
+                                        const uint16_t *A, int lda, const uint16_t *B, int ldb, int k2,
+                                        int accumulate, float scale, __mmask16 last)
+{
+    __m512 acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++) {
+            const __mmask16 t = TAIL && p == P - 1 ? last : (__mmask16)0xffff;
+            acc[r][p] = accumulate ? _mm512_maskz_loadu_ps(t, C + (int64_t)r * ldc + 16 * p) : _mm512_setzero_ps();
+        }
+    for (int kk = 0; kk < k2; kk++) {
+        __m512bh bv[4];
+        for (int p = 0; p < P; p++) {
+            const uint16_t *b = B + 2 * ((int64_t)kk * ldb + 16 * p);
+            bv[p] = (__m512bh)(TAIL && p == P - 1 ? _mm512_maskz_loadu_epi32(last, b)
+                                                  : _mm512_loadu_si512((const void *)b));
+        }
+        for (int r = 0; r < R; r++) {
+            uint32_t pair;
+            __builtin_memcpy(&pair, A + (int64_t)r * lda + 2 * kk, 4);
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+            for (int p = 0; p < P; p++) acc[r][p] = _mm512_dpbf16_ps(acc[r][p], av, bv[p]);
+        }
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < P; p++) {
+            const __mmask16 t = TAIL && p == P - 1 ? last : (__mmask16)0xffff;
+            _mm512_mask_storeu_ps(C + (int64_t)r * ldc + 16 * p, t,
+                                  accumulate ? acc[r][p] : _mm512_mul_ps(acc[r][p], sc));
+        }
+}
+
+#define DP_CASE(R, P)                                                                           \
+    case (R) * 4 + (P) - 1:                                                                     \
+        if (tail) dp_micro(R, P, 1, c, ldc, a, lda, b, ldb, k2, accumulate, scale, last);      \
+        else dp_micro(R, P, 0, c, ldc, a, lda, b, ldb, k2, accumulate, scale, last);           \
+        break;
+#define DP_ROW(R) DP_CASE(R, 1) DP_CASE(R, 2) DP_CASE(R, 3) DP_CASE(R, 4)
+
+BF16_TARGET static void gemm_dp(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int m,
+                                int n, int k2, int accumulate, float scale, int exact)
+{
+    if (exact) { /* 0 * NaN must stay 0: the scalar-skip form */
+        sattn__gemm_dp_generic(C, ldc, A, lda, B, ldb, m, n, k2, accumulate, scale, exact);
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += 64) {
+        const int nn = n - j0 < 64 ? n - j0 : 64;
+        const int P = (nn + 15) / 16, tail = nn % 16 != 0;
+        const __mmask16 last = (__mmask16)((1u << (nn - 16 * (P - 1))) - 1u);
+        for (int r0 = 0; r0 < m; r0 += 6) {
+            const int R = m - r0 < 6 ? m - r0 : 6;
+            float *c = C + (int64_t)r0 * ldc + j0;
+            const uint16_t *a = A + (int64_t)r0 * lda;
+            const uint16_t *b = B + 2 * (int64_t)j0;
+            switch (R * 4 + P - 1) {
+                DP_ROW(1) DP_ROW(2) DP_ROW(3) DP_ROW(4) DP_ROW(5) DP_ROW(6)
+            }
+        }
+    }
+}
+
 /* ---- the transpose for K panels: 16 x 16 blocks in registers ---- */
 
 ALWAYS_INLINE void transpose16(__m512 r[16])
@@ -355,14 +421,18 @@ static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int row
 const sattn__kernels sattn__kernels_avx512 = {
     .name = "avx512",
     .decode_bf16 = SATTN__BF16_PAIRS,
+    .bf16_products = 0,
     AVX512_ENTRIES,
     .gemm_nt_bf16dp = sattn__gemm_nt_bf16dp_generic,
+    .gemm_dp = sattn__gemm_dp_generic,
 };
 
 const sattn__kernels sattn__kernels_avx512bf16 = {
     .name = "avx512bf16",
     .decode_bf16 = SATTN__BF16_DOT,
+    .bf16_products = 1,
     AVX512_ENTRIES,
     .gemm_nt_bf16dp = gemm_nt_bf16dp,
+    .gemm_dp = gemm_dp,
 };
 

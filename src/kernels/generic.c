@@ -123,10 +123,32 @@ void sattn__gemm_nt_bf16dp_generic(float *C, int ldc, const uint16_t *A, int lda
         }
 }
 
+/* Always exact (a zero of A is skipped), so that it also serves the SIMD tables' exact
+   calls. */
+void sattn__gemm_dp_generic(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                            int k2, int accumulate, float scale, int exact)
+{
+    (void)exact;
+    for (int i = 0; i < m; i++) {
+        const uint16_t *a = A + (int64_t)i * lda;
+        for (int j = 0; j < n; j++) {
+            float s = accumulate ? C[(int64_t)i * ldc + j] : 0.0f;
+            for (int p = 0; p < k2; p++) {
+                const uint16_t *b = B + 2 * ((int64_t)p * ldb + j);
+                float a1 = sattn__bf16_to_f32(a[2 * p + 1]), a0 = sattn__bf16_to_f32(a[2 * p]);
+                if (a1 != 0.0f) s += a1 * sattn__bf16_to_f32(b[1]);
+                if (a0 != 0.0f) s += a0 * sattn__bf16_to_f32(b[0]);
+            }
+            C[(int64_t)i * ldc + j] = accumulate ? s : scale * s;
+        }
+    }
+}
+
 const sattn__kernels sattn__kernels_generic = {
     .name = "generic",
     .decode_bf16 = SATTN__BF16_PLAIN,
     .span_values = 0,
+    .bf16_products = 0,
     .gemm = gemm,
     .gemm_nt = gemm_nt,
     .gemm_nt_h = gemm_nt_h_buffered,
@@ -135,6 +157,7 @@ const sattn__kernels sattn__kernels_generic = {
     .gemm_bf16p = sattn__gemm_bf16p_generic,
     .gemm_h_span = sattn__gemm_h_span_generic,
     .gemm_nt_bf16dp = sattn__gemm_nt_bf16dp_generic,
+    .gemm_dp = sattn__gemm_dp_generic,
     .load_rows_t = sattn__load_rows_t_generic,
     .load_row = row_load,
     .store_row = row_store,

@@ -28,6 +28,7 @@ typedef struct sattn__kernels {
     const char *name;
     int decode_bf16; /* the fastest SATTN__BF16_* form of this table */
     int span_values; /* 1 if gemm_h_span beats gemm_h for P·V over a span of 16-bit values */
+    int bf16_products; /* 1 if gemm_dp beats f32 FMAs (SATTN_PRODUCTS_BF16 uses it only then) */
 
     /* C[m][n] = (accumulate ? C[m][n] : 0) + sum_k A(r, kk) * B[kk][n]
          A(r, kk) = A[r * ars + kk * acs]   (so Aᵀ is A with the strides swapped)
@@ -89,6 +90,21 @@ typedef struct sattn__kernels {
     void (*gemm_nt_bf16dp)(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb,
                            int m, int n, int k, float scale);
 
+    /* The bf16 product with f32 sums, B in pair-interleaved form (SATTN_PRODUCTS_BF16):
+         C[m][n] = scale * sum_{p < k2} dot2(A, p, B, n)            (accumulate = 0)
+         C[m][n] += sum_{p < k2} dot2(A, p, B, n)                   (accumulate = 1)
+         dot2 = A[m][2p + 1] * B[p][n][1] + A[m][2p] * B[p][n][0], added to the sum in
+                that order, each product exact in f32 (8-bit by 8-bit significands)
+       A bf16 row-major (lda elements), B bf16 with row p holding n pairs (ldb pairs per
+       row: element e of pair n of row p at B[2 (p ldb + n) + e]). The forward's products:
+         S = Q·Kᵀ   A = Q as stored,   B[p][j] = (K[j][2p], K[j][2p+1])
+         O += P·V   A = P rounded,     B[p][c] = (V[2p][c], V[2p+1][c])
+       vdpbf16ps (the avx512bf16 table) flushes subnormal inputs and sums to 0; the
+       generic form keeps them. exact as for gemm (a 0 in A contributes nothing, even
+       against NaN or Inf in B). */
+    void (*gemm_dp)(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                    int k2, int accumulate, float scale, int exact);
+
     /* The transpose, for K panels: dst[c * ld + r] = src[r * row_stride + c] for r < rows,
        c < cols, src stored as dtype. */
     void (*load_rows_t)(float *dst, int ld, const void *src, int64_t row_stride, int rows, int cols,
@@ -143,5 +159,7 @@ void sattn__gemm_h_span_generic(float *C, int ldc, const float *A, int lda, cons
                                 int k, int dtype, int pairs);
 void sattn__gemm_nt_bf16dp_generic(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int m,
                                    int n, int k, float scale);
+void sattn__gemm_dp_generic(float *C, int ldc, const uint16_t *A, int lda, const uint16_t *B, int ldb, int m, int n,
+                            int k2, int accumulate, float scale, int exact);
 
 #endif
