@@ -491,11 +491,12 @@ static void print_header(void)
     table("\n%-34s %9s %9s %7s %11s %8s\n", "case", "ms", "GFLOP/s", "%peak", "baseline ms", "speedup");
 }
 
-static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int backward)
+/* products: SATTN_PRODUCTS_BF16 names the case "bf16 dp" (bf16 storage, bf16 products) */
+static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int backward, sattn_products products)
 {
     char name[64];
-    snprintf(name, sizeof name, "%s d=%d N=%d %s %s", backward ? "bwd" : "fwd", d, n,
-             causal ? "causal" : "full", dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
+    snprintf(name, sizeof name, "%s d=%d N=%d %s %s", backward ? "bwd" : "fwd", d, n, causal ? "causal" : "full",
+             products == SATTN_PRODUCTS_BF16 ? "bf16 dp" : dtype == SATTN_F32 ? "f32" : dtype == SATTN_BF16 ? "bf16" : "f16");
     progress(name);
     const size_t elems = (size_t)n * h * d;
     float *q = malloc(elems * 4), *k = malloc(elems * 4), *v = malloc(elems * 4);
@@ -518,6 +519,7 @@ static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int
     memset(&p, 0, sizeof p);
     p.batch = 1, p.seq_q = n, p.seq_kv = n, p.heads_q = h, p.head_dim = d, p.dtype = dtype;
     p.causal = causal ? SATTN_CAUSAL_TOP_LEFT : SATTN_CAUSAL_NONE;
+    p.products = products;
 
     double pairs = causal ? (double)n * (n + 1) / 2 : (double)n * n;
     double flops = 4.0 * h * pairs * d * (backward ? 2.5 : 1.0);
@@ -815,9 +817,12 @@ int main(int argc, char **argv)
 
     static const int ns[] = {512, 1024, 2048, 4096};
     const int nn = quick ? 2 : 4;
+    /* the forward's bf16 products where this CPU runs them (sattn.h, sattn_products) */
+    const int dp = sattn_products_run(SATTN_BF16, SATTN_PRODUCTS_BF16);
 #define WANT(group) (!only || !strcmp(only, group))
     g_tty = isatty(STDERR_FILENO);
-    g_cases = 2 + (WANT("fwd") + WANT("bwd")) * 8 * nn + 2 * WANT("layer") + 3 * WANT("decode") + WANT("mem");
+    g_cases = 2 + (WANT("fwd") * (2 + dp) + WANT("bwd") * 2) * 4 * nn + 2 * WANT("layer") + 3 * WANT("decode") +
+              WANT("mem");
     progress("measuring the FMA peak and the memory read bandwidth");
     g_peak = measure_peak();
     g_bw = measure_bandwidth();
@@ -835,11 +840,12 @@ int main(int argc, char **argv)
     for (int backward = 0; backward < 2; backward++) {
         if (!WANT(backward ? "bwd" : "fwd")) continue;
         print_header();
-        for (int dt = 0; dt < 2; dt++)
+        for (int dt = 0; dt < 2 + (dp && !backward); dt++)
             for (int d = 64; d <= 128; d *= 2)
                 for (int causal = 0; causal < 2; causal++)
                     for (int i = 0; i < nn; i++)
-                        prefill_case(ns[i], 8, d, causal, dt ? SATTN_BF16 : SATTN_F32, backward);
+                        prefill_case(ns[i], 8, d, causal, dt ? SATTN_BF16 : SATTN_F32, backward,
+                                     dt == 2 ? SATTN_PRODUCTS_BF16 : SATTN_PRODUCTS_F32);
     }
     if (WANT("layer")) {
         table("\nthe layer's GEMMs: %s\n", sattn_gemm_backend());
