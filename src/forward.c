@@ -98,21 +98,30 @@ static size_t fwd_scratch_layout(const sattn__problem *pr, float *base, fwd_scra
 static int pack_block_pairs(const sattn__problem *pr, uint16_t *kp, const uint16_t *k, int64_t ks,
                             const uint16_t *v, int64_t vs, int nk)
 {
-    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, d2 = (d + 1) / 2;
+    const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, d2 = (d + 1) / 2, whole = d / 2;
     if (nk < SATTN__BK || d % 2) memset(kp, 0, sizeof(uint16_t) * 2 * (size_t)d2 * SATTN__BK);
+    /* Kᵀ: a transpose of 32-bit words (a pair of dims each), moved as integers so that
+       every bit pattern survives */
+    uint32_t *kw = (uint32_t *)kp;
     for (int j = 0; j < nk; j++) {
         const uint16_t *row = k + j * ks;
-        for (int c = 0; c < d; c++) kp[2 * ((size_t)(c >> 1) * SATTN__BK + (size_t)j) + (c & 1)] = row[c];
+        for (int p = 0; p < whole; p++) {
+            uint32_t x;
+            memcpy(&x, row + 2 * p, sizeof x); /* rows need not be 4-byte aligned */
+            kw[(size_t)p * SATTN__BK + (size_t)j] = x;
+        }
+        if (d % 2) kp[2 * ((size_t)whole * SATTN__BK + (size_t)j)] = row[d - 1];
     }
-    uint16_t *vp = kp + 2 * (size_t)d2 * SATTN__BK;
+    /* V: rows 2p and 2p + 1 interleaved into words (row 2p in the low half) */
+    uint32_t *vw = (uint32_t *)(kp + 2 * (size_t)d2 * SATTN__BK);
     unsigned bad = 0;
     for (int j = 0; j < nk; j += 2) {
-        const uint16_t *r0 = v + j * vs, *r1 = r0 + vs;
-        uint16_t *out = vp + (size_t)j * (size_t)dv; /* pair row j / 2 */
+        const uint16_t *r0 = v + j * vs, *r1 = j + 1 < nk ? r0 + vs : NULL;
+        uint32_t *out = vw + (size_t)(j / 2) * (size_t)dv;
         for (int c = 0; c < dv; c++) {
-            uint16_t x0 = r0[c], x1 = j + 1 < nk ? r1[c] : 0;
-            out[2 * c] = x0, out[2 * c + 1] = x1;
-            bad |= (x0 & 0x7f80u) == 0x7f80u || (x1 & 0x7f80u) == 0x7f80u; /* exponent all ones */
+            uint32_t x0 = r0[c], x1 = r1 ? r1[c] : 0;
+            out[c] = x0 | x1 << 16;
+            bad |= ((x0 & 0x7f80u) == 0x7f80u) | ((x1 & 0x7f80u) == 0x7f80u); /* exponent all ones */
         }
     }
     return bad != 0;
@@ -245,7 +254,9 @@ static void block_step(const fwd_ctx *c, const sattn__seq *s, int64_t h, int64_t
     c->softmax(S, lds, mb, n, w->mx + r0, w->sum + r0, O, dv, dv);
     if (pr->dropout_p > 0) sattn__tile_dropout_apply(pr, s, h, i0 + r0, mb, j0, n, S, lds, w->z);
     if (pr->bf16_products) {
-        /* only the run's last tile can be short, so an odd n pads one weight at its end */
+        /* the weights rounded to bf16 (a pass of its own: rounding inside the softmax's
+           exp loop was slower, BENCHMARKS.md); only the run's last tile can be short, so
+           an odd n pads one weight at its end */
         uint16_t *P = w->p2 + (size_t)r0 * (size_t)lds;
         for (int r = 0; r < mb; r++) {
             kt->store_row(P + (size_t)r * lds, S + (size_t)r * lds, n, SATTN_BF16, 1.0f);
