@@ -51,6 +51,11 @@ static const char run_help[] =
     "  --scale X              score scale (default 1/sqrt(head_dim))\n"
     "  --dtype f32|f16|bf16   storage of q, k, v and out; float inputs are rounded to it\n"
     "                         (nearest even); the arithmetic is float32 (default f32)\n"
+    "  --products f32|bf16    bf16: with --dtype bf16 on a CPU with bf16 dot products\n"
+    "                         (AVX512-BF16), q k^T from the stored values and the weights\n"
+    "                         rounded to bf16 for P v: out moves by at most 2^-8 of\n"
+    "                         sum_j P |v_j| (sattn.h); elsewhere the f32 products run\n"
+    "                         (default f32)\n"
     "  --threads N            threads (default: every core); results do not depend on it\n"
     "\n"
     "Example:\n"
@@ -64,6 +69,7 @@ typedef struct {
     long long window_left, window_right;
     double softcap, scale;
     sattn_dtype dtype;
+    sattn_products products;
     long long threads;
 } run_options;
 
@@ -138,6 +144,13 @@ static int parse_args(int argc, char **argv, run_options *o)
             else if (!strcmp(val, "f16")) o->dtype = SATTN_F16;
             else if (!strcmp(val, "bf16")) o->dtype = SATTN_BF16;
             else return cli_error(CMD, "--dtype: '%s' is not f32, f16 or bf16", val), CLI_ERR_USAGE;
+            continue;
+        }
+        if ((r = cli_option(CMD, argc, argv, &i, "--products", NULL, &val)) != 0) {
+            if (r < 0) return CLI_ERR_USAGE;
+            if (!strcmp(val, "f32")) o->products = SATTN_PRODUCTS_F32;
+            else if (!strcmp(val, "bf16")) o->products = SATTN_PRODUCTS_BF16;
+            else return cli_error(CMD, "--products: '%s' is not f32 or bf16", val), CLI_ERR_USAGE;
             continue;
         }
         if ((r = cli_option(CMD, argc, argv, &i, "--threads", NULL, &val)) != 0) {
@@ -350,6 +363,7 @@ int cli_run(int argc, char **argv)
     memset(&p, 0, sizeof p);
     p.batch = B, p.seq_q = Sq, p.seq_kv = Skv, p.heads_q = Hq, p.heads_kv = Hkv, p.head_dim = D, p.head_dim_v = Dv;
     p.dtype = o.dtype;
+    p.products = o.products;
     if (o.bhsd) { /* [batch][heads][seq][dim]: strides of (batch, seq, head) */
         int64_t qs3[3] = {Hq * Sq * D, D, Sq * D}, ks3[3] = {Hkv * Skv * D, D, Skv * D};
         int64_t vs3[3] = {Hkv * Skv * Dv, Dv, Skv * Dv}, os3[3] = {Hq * Sq * Dv, Dv, Sq * Dv};

@@ -334,6 +334,7 @@ typedef struct {
     npy_type file_type; /* storage of the q, k, v files: F32, F64, F16, or U16 (raw bf16) */
     int big_endian;
     int lse;
+    const char *products; /* NULL, or --products' value */
 } run_case;
 
 static sattn_dtype dtype_of(const char *d)
@@ -441,6 +442,7 @@ static void run_case_check(const run_case *c)
     if (c->softcap) snprintf(num[1], sizeof num[1], "%.9g", c->softcap), args[n++] = "--softcap", args[n++] = num[1];
     if (c->scale) snprintf(num[2], sizeof num[2], "%.9g", c->scale), args[n++] = "--scale", args[n++] = num[2];
     if (c->dtype) args[n++] = "--dtype", args[n++] = c->dtype;
+    if (c->products) args[n++] = "--products", args[n++] = c->products;
 
     /* the mask: a small array for the program, its broadcast in full for the reference */
     const size_t full = (size_t)(B * Hq * Sq * Skv);
@@ -538,7 +540,11 @@ static void run_case_check(const run_case *c)
                        !memcmp(out.shape, want_shape + c->three_d, sizeof(int64_t) * (size_t)out.ndim);
         if (check(shape_ok, "run %s: output file type and shape (%s)", c->name, st ? err : "mismatch")) {
             /* f32 sums in the library against double; stored f16/bf16 rounds once more */
-            const double rel = dt == SATTN_F32 ? 2e-5 : dt == SATTN_F16 ? 1.5e-3 : 1e-2, abs_tol = 2e-5;
+            const double rel = dt == SATTN_F32 ? 2e-5 : dt == SATTN_F16 ? 1.5e-3 : 1e-2;
+            /* bf16 products: each weight rounded to bf16, 2^-8 of sum_j P |v_j| <= max |v| */
+            double vmax = 0;
+            for (size_t i = 0; c->products && i < nv; i++) vmax = fmax(vmax, fabs((double)v[i]));
+            const double abs_tol = 2e-5 + 0x1p-8 * 1.05 * vmax;
             double worst = 0;
             size_t at = 0;
             for (size_t i = 0; i < no; i++) {
@@ -575,40 +581,43 @@ static void test_run(void)
     /* name, B, Sq, Skv, Hq, Hkv, D, Dv, bhsd, 3-D, causal, wl, wr, mask, bias, seqlens, softcap, scale, dtype,
        file type, big-endian, lse */
     static const run_case cases[] = {
-        {"bshd", 2, 17, 23, 4, 4, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"3-D", 1, 9, 9, 2, 2, 8, 8, 0, 1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"bhsd", 2, 13, 19, 4, 2, 8, 12, 1, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"bhsd 3-D", 1, 11, 6, 3, 1, 4, 4, 1, 1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 0},
-        {"gqa head_dim_v", 1, 16, 16, 6, 2, 8, 4, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 0},
-        {"causal top-left", 2, 20, 20, 2, 2, 8, 8, 0, 0, "top-left", 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"causal bottom-right", 2, 7, 20, 2, 1, 8, 8, 0, 0, "bottom-right", 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
+        {"bshd", 2, 17, 23, 4, 4, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"3-D", 1, 9, 9, 2, 2, 8, 8, 0, 1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"bhsd", 2, 13, 19, 4, 2, 8, 12, 1, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"bhsd 3-D", 1, 11, 6, 3, 1, 4, 4, 1, 1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 0, NULL},
+        {"gqa head_dim_v", 1, 16, 16, 6, 2, 8, 4, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 0, NULL},
+        {"causal top-left", 2, 20, 20, 2, 2, 8, 8, 0, 0, "top-left", 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"causal bottom-right", 2, 7, 20, 2, 1, 8, 8, 0, 0, "bottom-right", 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
         {"bottom-right, seq_q > seq_kv", 1, 20, 7, 2, 2, 8, 8, 0, 0, "bottom-right", 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32,
-         0, 1},
-        {"window", 2, 24, 24, 2, 2, 8, 8, 0, 0, NULL, 5, 2, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
+         0, 1, NULL},
+        {"window", 2, 24, 24, 2, 2, 8, 8, 0, 0, NULL, 5, 2, 0, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
         {"window left only, causal", 1, 24, 30, 2, 2, 8, 8, 0, 0, "bottom-right", 4, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 0,
-         0},
-        {"mask [q,k]", 2, 10, 12, 3, 3, 8, 8, 0, 0, NULL, 0, 0, 1, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"mask [h,q,k]", 2, 10, 12, 3, 3, 8, 8, 0, 0, NULL, 0, 0, 2, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"mask [b,h,q,k]", 2, 10, 12, 3, 3, 8, 8, 0, 0, NULL, 0, 0, 3, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"mask [b,1,1,k]", 3, 10, 12, 2, 1, 8, 8, 1, 0, NULL, 0, 0, 4, 0, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"bias [b,h,q,k] f32", 2, 9, 11, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 1, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"bias [q,k] f64 with -inf", 2, 9, 11, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 2, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"bias [h,1,k] f16", 2, 9, 11, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 3, 0, 0, 0, NULL, NPY_F32, 0, 1},
-        {"seqlens-kv int32", 3, 8, 15, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 1, 0, 0, NULL, NPY_F32, 0, 1},
-        {"seqlens-kv int64 big-endian", 3, 8, 15, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 2, 0, 0, NULL, NPY_F32, 0, 1},
-        {"softcap", 1, 12, 12, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 0, 0.5f, 0, NULL, NPY_F32, 0, 1},
-        {"scale", 1, 12, 12, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 2.5f, NULL, NPY_F32, 0, 1},
-        {"dtype f16 from f32", 2, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, "f16", NPY_F32, 0, 1},
+         0, NULL},
+        {"mask [q,k]", 2, 10, 12, 3, 3, 8, 8, 0, 0, NULL, 0, 0, 1, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"mask [h,q,k]", 2, 10, 12, 3, 3, 8, 8, 0, 0, NULL, 0, 0, 2, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"mask [b,h,q,k]", 2, 10, 12, 3, 3, 8, 8, 0, 0, NULL, 0, 0, 3, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"mask [b,1,1,k]", 3, 10, 12, 2, 1, 8, 8, 1, 0, NULL, 0, 0, 4, 0, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"bias [b,h,q,k] f32", 2, 9, 11, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 1, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"bias [q,k] f64 with -inf", 2, 9, 11, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 2, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"bias [h,1,k] f16", 2, 9, 11, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 3, 0, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"seqlens-kv int32", 3, 8, 15, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 1, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"seqlens-kv int64 big-endian", 3, 8, 15, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 2, 0, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"softcap", 1, 12, 12, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 0, 0.5f, 0, NULL, NPY_F32, 0, 1, NULL},
+        {"scale", 1, 12, 12, 2, 2, 8, 8, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 2.5f, NULL, NPY_F32, 0, 1, NULL},
+        {"dtype f16 from f32", 2, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, "f16", NPY_F32, 0, 1, NULL},
         {"dtype f16 from big-endian f16", 2, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, "f16", NPY_F16, 1,
-         1},
-        {"dtype f32 from f16", 1, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F16, 0, 1},
-        {"dtype bf16 from f32", 2, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, "bf16", NPY_F32, 0, 1},
+         1, NULL},
+        {"dtype f32 from f16", 1, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F16, 0, 1, NULL},
+        {"dtype bf16 from f32", 2, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, "bf16", NPY_F32, 0, 1, NULL},
         {"dtype bf16 from raw uint16", 2, 12, 14, 2, 2, 16, 16, 1, 0, NULL, 0, 0, 0, 0, 0, 0, 0, "bf16", NPY_U16, 0,
-         1},
-        {"f64 inputs", 1, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F64, 0, 1},
-        {"big-endian f32 inputs", 1, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 1, 1},
+         1, NULL},
+        {"f64 inputs", 1, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F64, 0, 1, NULL},
+        {"big-endian f32 inputs", 1, 12, 14, 2, 2, 16, 16, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NPY_F32, 1, 1, NULL},
         {"everything at once", 2, 21, 33, 4, 2, 16, 8, 1, 0, "bottom-right", 9, 3, 2, 1, 1, 4.0f, 0.2f, "f16",
-         NPY_F32, 1, 1},
+         NPY_F32, 1, 1, NULL},
+        /* more than one query block per head, so that the bf16 products run where the CPU has them */
+        {"products bf16", 1, 130, 140, 2, 1, 16, 16, 0, 0, "top-left", 0, 0, 0, 0, 1, 0, 0, "bf16", NPY_F32, 0, 1,
+         "bf16"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case_check(&cases[i]);
 }
@@ -996,7 +1005,8 @@ static void test_usage(void)
     const char *q = path_in("q.npy"), *k = path_in("k.npy"), *v = path_in("v.npy"), *o = path_in("out.npy");
     static const char *const bad[][2] = {{"--layout", "sbhd"}, {"--causal", "diagonal"}, {"--window", "5"},
                                           {"--window", "a,b"},   {"--dtype", "f64"},      {"--scale", "nan"},
-                                          {"--softcap", "-1"},   {"--threads", "0"},      {"--scale", "1e99"}};
+                                          {"--softcap", "-1"},   {"--threads", "0"},      {"--scale", "1e99"},
+                                          {"--products", "f16"}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         rc = run_sattn("run", "--q", q, "--k", k, "--v", v, "-o", o, bad[i][0], bad[i][1], NULL);
         check(rc == 2 && strstr(err_text, bad[i][0]) && !exists(o), "sattn run %s %s: exit %d (%s)", bad[i][0],
