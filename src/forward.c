@@ -100,27 +100,24 @@ static int pack_block_pairs(const sattn__problem *pr, uint16_t *kp, const uint16
 {
     const int d = (int)pr->head_dim, dv = (int)pr->head_dim_v, d2 = (d + 1) / 2, whole = d / 2;
     if (nk < SATTN__BK || d % 2) memset(kp, 0, sizeof(uint16_t) * 2 * (size_t)d2 * SATTN__BK);
-    /* Kᵀ: a transpose of 32-bit words (a pair of dims each), moved as integers so that
-       every bit pattern survives */
-    uint32_t *kw = (uint32_t *)kp;
+    /* Kᵀ: a transpose of pairs of dims (moved as the stored bits: every pattern survives) */
     for (int j = 0; j < nk; j++) {
         const uint16_t *row = k + j * ks;
         for (int p = 0; p < whole; p++) {
-            uint32_t x;
-            memcpy(&x, row + 2 * p, sizeof x); /* rows need not be 4-byte aligned */
-            kw[(size_t)p * SATTN__BK + (size_t)j] = x;
+            uint16_t *to = kp + 2 * ((size_t)p * SATTN__BK + (size_t)j);
+            to[0] = row[2 * p], to[1] = row[2 * p + 1];
         }
         if (d % 2) kp[2 * ((size_t)whole * SATTN__BK + (size_t)j)] = row[d - 1];
     }
-    /* V: rows 2p and 2p + 1 interleaved into words (row 2p in the low half) */
-    uint32_t *vw = (uint32_t *)(kp + 2 * (size_t)d2 * SATTN__BK);
+    /* V: rows 2p and 2p + 1 interleaved, row 2p first in each pair */
+    uint16_t *vp = kp + 2 * (size_t)d2 * SATTN__BK;
     unsigned bad = 0;
     for (int j = 0; j < nk; j += 2) {
         const uint16_t *r0 = v + j * vs, *r1 = j + 1 < nk ? r0 + vs : NULL;
-        uint32_t *out = vw + (size_t)(j / 2) * (size_t)dv;
+        uint16_t *out = vp + (size_t)j * (size_t)dv; /* pair row j / 2 */
         for (int c = 0; c < dv; c++) {
-            uint32_t x0 = r0[c], x1 = r1 ? r1[c] : 0;
-            out[c] = x0 | x1 << 16;
+            const uint16_t x0 = r0[c], x1 = r1 ? r1[c] : 0;
+            out[2 * c] = x0, out[2 * c + 1] = x1;
             bad |= ((x0 & 0x7f80u) == 0x7f80u) | ((x1 & 0x7f80u) == 0x7f80u); /* exponent all ones */
         }
     }
