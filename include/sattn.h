@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define SATTN_VERSION_MAJOR 0
-#define SATTN_VERSION_MINOR 1
+#define SATTN_VERSION_MINOR 2
 #define SATTN_VERSION_PATCH 0
 
 #if defined(_WIN32) && defined(SATTN_SHARED_BUILD)
