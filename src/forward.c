@@ -202,19 +202,15 @@ void sattn__finish_rows(const sattn__problem *pr, void *out, float *lse, const s
     const int dv = (int)pr->head_dim_v;
     const size_t es = pr->elem_size;
     float *lrow = lse ? lse + s->lse_row0 + h * s->lse_hstride + i0 : NULL;
-    for (int r = 0; r < mv; r++) {
-        float *orow = o + (size_t)r * (size_t)dv;
-        if (sum[r] > 0) {
-            float inv = 1.0f / sum[r]; /* kept weights already carry 1/(1-p) */
-            for (int e = 0; e < dv; e++) orow[e] *= inv;
-            if (lrow) lrow[r] = mx[r] + logf(sum[r]);
-        } else { /* every key masked */
-            if (lrow) lrow[r] = -INFINITY;
-        }
-    }
+    if (lrow)
+        for (int r = 0; r < mv; r++) lrow[r] = sum[r] > 0 ? mx[r] + logf(sum[r]) : -INFINITY; /* every key masked */
     if (mq == 0) return; /* a sequence with no rows: out may be NULL (every cu_seqlens_q empty) */
     char *obase = (char *)out + sattn__q_elem(s, pr->os, i0, h) * (int64_t)es;
-    if (mv > 0) sattn__store_rows(pr->kt, obase, pr->os[1], o, dv, mv, dv, pr->dtype, 1.0f);
+    /* out = o / sum, the division folded into the store (kept weights already carry
+       1/(1-p)); a row with every key masked has o = 0 and sum = 0 */
+    for (int r = 0; r < mv; r++)
+        pr->kt->store_row(obase + r * pr->os[1] * (int64_t)es, o + (size_t)r * (size_t)dv, dv, (int)pr->dtype,
+                          sum[r] > 0 ? 1.0f / sum[r] : 1.0f);
     if (mv < mq) {
         sattn__zero_rows(obase + mv * pr->os[1] * (int64_t)es, pr->os[1], mq - mv, dv, pr->dtype);
         if (lrow)
