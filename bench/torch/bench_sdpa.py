@@ -15,6 +15,11 @@ speedup over each.
         --bench build/bench/bench --plot sdpa.png
 
 FLOPs: forward 4·B·H·N²·d (causal: only the unmasked pairs, N(N+1)/2), backward 2.5x.
+
+--dtype bf16: the inputs stored as bfloat16 for sattn and PyTorch (the OpenBLAS baseline
+stays f32); sattn's forward with its opt-in bf16 products where the CPU runs them
+(sattn.products_run("bf16")), its backward as always in f32 arithmetic. The percentages
+stay those of the f32 FMA peak.
 """
 import argparse
 import os
@@ -79,27 +84,42 @@ def timed(fn, runs=3):
 PAUSE = 0.25  # seconds before each block of one implementation's calls
 
 
-def run_case(n, d, causal, reps, heads=8):
+def run_case(n, d, causal, reps, heads=8, bf16=False):
     g = torch.Generator().manual_seed(n * 131 + d)
     q, k, v, dout = (torch.randn(1, heads, n, d, generator=g) for _ in range(4))
-    qn, kn, vn, dn = (t.numpy() for t in (q, k, v, dout))
+    if bf16:  # the baseline and the reference see the same (rounded) values
+        q, k, v, dout = (t.to(torch.bfloat16) for t in (q, k, v, dout))
+    qn, kn, vn, dn = (t.float().numpy() for t in (q, k, v, dout))
     qr, kr, vr = (t.clone().requires_grad_(True) for t in (q, k, v))
 
     def torch_fwd():
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             return F.scaled_dot_product_attention(qr, kr, vr, is_causal=causal)
 
-    def sattn_fwd():
-        return st.scaled_dot_product_attention(qr, kr, vr, is_causal=causal)
+    if bf16:
+        qb, kb, vb = (t.detach().view(torch.int16).numpy().view(sattn_bfloat16()) for t in (q, k, v))
+        products = "bf16" if sattn.products_run("bf16") else "f32"
 
-    # correctness first: the three agree before anything is timed
+        def sattn_fwd():
+            return sattn.attention(qb, kb, vb, layout="bhsd", causal="top_left" if causal else None,
+                                   products=products)
+    else:
+        def sattn_fwd():
+            return st.scaled_dot_product_attention(qr, kr, vr, is_causal=causal)
+
+    def as_np(x):
+        return x.detach().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+
+    # correctness first: the three agree before anything is timed (bf16: within the
+    # rounding of a stored bf16 out, and of the weights with bf16 products)
     ref, p = numpy_forward(qn, kn, vn, causal)
     for name, fn in (("torch", torch_fwd), ("sattn", sattn_fwd)):
-        err = float(np.abs(fn().detach().numpy() - ref).max())
-        if err > 1e-4:
+        err = float(np.abs(as_np(fn()) - ref).max())
+        if err > (2e-2 if bf16 else 1e-4):
             sys.exit(f"{name} forward differs from the unfused one by {err:.2e} (N={n}, d={d}, causal={causal})")
+    sattn_out = st.scaled_dot_product_attention(qr, kr, vr, is_causal=causal)  # for sattn's backward
 
-    out_t, out_s = torch_fwd(), sattn_fwd()
+    out_t, out_s = torch_fwd(), sattn_out
     fwd = {"sattn": [], "pytorch": [], "openblas": []}
     bwd = {"sattn": [], "pytorch": [], "openblas": []}
     # NumPy's OpenBLAS keeps its threads spinning for a while after each call (its own
@@ -124,13 +144,22 @@ def run_case(n, d, causal, reps, heads=8):
             flops)
 
 
+def sattn_bfloat16():
+    from sattn._arrays import bfloat16
+    if bfloat16 is None:
+        sys.exit("--dtype bf16 needs ml_dtypes")
+    return bfloat16
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="build/bench/bench", help="the C benchmark, for the FMA peak")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--sizes", default="512,1024,2048,4096")
     ap.add_argument("--plot", help="write a PNG of GFLOP/s against N (needs matplotlib)")
+    ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32", help="storage of q, k, v (see above)")
     args = ap.parse_args()
+    bf16 = args.dtype == "bf16"
     torch.set_num_threads(2)
     peak = measure_peak(args.bench)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -139,7 +168,7 @@ def main():
         for causal in (False, True):
             for n in sizes:
                 print(f"d={d} N={n} {'causal' if causal else 'full'}", file=sys.stderr, flush=True)
-                fwd, bwd, flops = run_case(n, d, causal, args.reps)
+                fwd, bwd, flops = run_case(n, d, causal, args.reps, bf16=bf16)
                 for what, t, f in (("fwd", fwd, flops), ("bwd", bwd, 2.5 * flops)):
                     rows.append((f"{what} d={d} N={n} {'causal' if causal else 'full'}", t, f))
                     for impl in t:
@@ -147,7 +176,8 @@ def main():
     # this guest drifts: the peak again at the end, and the higher of the two (as bench does)
     peak_end = measure_peak(args.bench)
     print(f"CPU: {cpu_name()}; sattn {sattn.version()} ({sattn.isa()} kernels), PyTorch {torch.__version__}, "
-          f"NumPy {np.__version__}; 2 threads; FMA peak "
+          f"NumPy {np.__version__}; {args.dtype} storage"
+          f"{' (sattn forward: bf16 products)' if bf16 and sattn.products_run('bf16') else ''}; 2 threads; FMA peak "
           f"{peak:.1f} GFLOP/s at the start, {peak_end:.1f} at the end; medians of {args.reps} rounds\n")
     peak = max(peak, peak_end)
     print("| case | sattn ms | GFLOP/s | % peak | PyTorch flash ms | % peak | OpenBLAS unfused ms | vs PyTorch | "
@@ -178,9 +208,11 @@ def main():
                 ax.set_title(f"{what} d={d} {'causal' if causal else 'full'}")
                 ax.set_xlabel("N")
                 ax.set_ylabel("GFLOP/s")
-                ax.set_ylim(0, peak * 1.05)
+                top = max(y for (w, _, _, _), pts in series.items() if w == what for _, y in pts)
+                ax.set_ylim(0, max(peak, top) * 1.05)
         axes[0][0].legend()
-        fig.suptitle(f"{cpu_name()}, 2 threads, f32, B=1, H=8 (grey: measured FMA peak {peak:.0f} GFLOP/s)")
+        fig.suptitle(f"{cpu_name()}, 2 threads, {args.dtype} storage, B=1, H=8 "
+                     f"(grey: measured f32 FMA peak {peak:.0f} GFLOP/s)")
         fig.tight_layout()
         fig.savefig(args.plot, dpi=80)
         print(f"\nplot: {args.plot}")
