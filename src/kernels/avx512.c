@@ -3,7 +3,8 @@
  * columns: 24 accumulators, 4 vectors of B and 6 broadcasts per step; gemm_nt blocks
  * of 4 rows x 4 keys), plus what only this ISA has: a transpose-and-add reduction of
  * the gemm_nt sums, the decode path's bf16 pair-order and span products, the 16 x 16
- * register transpose for K panels, and (avx512bf16 table) the vdpbf16ps product. */
+ * register transpose for K panels, and (avx512bf16 table) the vdpbf16ps products (the
+ * decode path's gemm_nt_bf16dp, the bf16 products' gemm_dp). */
 #define SATTN_SIMD_AVX512
 #define MICRO_P 4
 #define NT_R 4
@@ -399,7 +400,7 @@ static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int row
     else transpose_blocks(SATTN_BF16, dst, ld, src, rs, rows, cols);
 }
 
-/* The AVX-512F table; the avx512bf16 one adds the vdpbf16ps product (dispatch.c picks
+/* The AVX-512F table; the avx512bf16 one adds the vdpbf16ps products (dispatch.c picks
    it where the CPU has AVX512-BF16). */
 #define AVX512_ENTRIES \
     .span_values = 1, \
