@@ -155,78 +155,71 @@ static int run(int which, int n, int d, int reps, int timing)
     return bad;
 }
 
-/* C (M x N) = A (M x K) · B (K x N) with this CPU's gemm, checked against double sums,
-   then timed on the same operands (hot in L1 when they fit: the products' ceiling). */
-static int gemm_only(int m, int n, int k)
+/* One product C (M x N) = A (M x K) · B (K x N) with this CPU's kernel table: gemm on
+   f32 operands, or (dp) gemm_dp on the same values rounded to bf16, B in pairs of rows. */
+typedef struct product {
+    int dp, m, n, k;
+    float *A, *B, *C;     /* f32 operands (gemm) */
+    uint16_t *A2, *B2;    /* bf16 operands (gemm_dp) */
+} product;
+
+static void product_call(const sattn__kernels *kt, const product *p)
+{
+    if (p->dp) kt->gemm_dp(p->C, p->n, p->A2, p->k, p->B2, p->n, p->m, p->n, p->k / 2, 0, 1.0f, 0);
+    else kt->gemm(p->C, p->n, p->A, p->k, 1, p->B, p->n, p->m, p->n, p->k, 0, 0);
+}
+
+/* A[i][c] and B[c][j] as the kernel reads them */
+static double product_a(const product *p, int i, int c)
+{
+    return p->dp ? sattn__bf16_to_f32(p->A2[i * p->k + c]) : p->A[i * p->k + c];
+}
+static double product_b(const product *p, int c, int j)
+{
+    return p->dp ? sattn__bf16_to_f32(p->B2[2 * ((c / 2) * p->n + j) + c % 2]) : p->B[c * p->n + j];
+}
+
+/* Checks the product against double sums, then times it on the same operands (hot in
+   L1 when they fit: the products' ceiling). */
+static int product_only(int dp, int m, int n, int k)
 {
     const sattn__kernels *kt = sattn__kernels_get();
-    float *A = malloc(sizeof(float) * (size_t)m * k), *B = malloc(sizeof(float) * (size_t)k * n);
-    float *C = malloc(sizeof(float) * (size_t)m * n);
-    for (int i = 0; i < m * k; i++) A[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
-    for (int i = 0; i < k * n; i++) B[i] = (float)((i * 53) % 97) / 97.0f - 0.5f;
-    kt->gemm(C, n, A, k, 1, B, n, m, n, k, 0, 0);
+    product p = {dp, m, n, k, NULL, NULL, NULL, NULL, NULL};
+    p.C = malloc(sizeof(float) * (size_t)m * n);
+    if (dp) {
+        p.A2 = malloc(sizeof(uint16_t) * (size_t)m * k), p.B2 = malloc(sizeof(uint16_t) * (size_t)k * n);
+        for (int i = 0; i < m * k; i++) p.A2[i] = sattn__f32_to_bf16((float)((i * 37) % 101) / 101.0f - 0.5f);
+        for (int i = 0; i < k * n; i++) p.B2[i] = sattn__f32_to_bf16((float)((i * 53) % 97) / 97.0f - 0.5f);
+    } else {
+        p.A = malloc(sizeof(float) * (size_t)m * k), p.B = malloc(sizeof(float) * (size_t)k * n);
+        for (int i = 0; i < m * k; i++) p.A[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+        for (int i = 0; i < k * n; i++) p.B[i] = (float)((i * 53) % 97) / 97.0f - 0.5f;
+    }
+    product_call(kt, &p);
     double e = 0;
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double ref = 0;
-            for (int c = 0; c < k; c++) ref += (double)A[i * k + c] * B[c * n + j];
-            e = fmax(e, fabs(ref - C[i * n + j]));
+            for (int c = 0; c < k; c++) ref += product_a(&p, i, c) * product_b(&p, c, j);
+            e = fmax(e, fabs(ref - p.C[i * n + j]));
         }
     const double tol = 2.0 * k * 0x1p-24 * k; /* |a|, |b| <= 1/2: sums below k/4 */
     int ok = e <= tol;
-    printf("gemm %dx%dx%d (%s): error %.2e (tolerance %.2e) %s", m, n, k, kt->name, e, tol, ok ? "ok" : "WRONG");
+    printf("%s %dx%dx%d (%s): error %.2e (tolerance %.2e) %s", dp ? "gemm_dp" : "gemm", m, n, k, kt->name, e, tol,
+           ok ? "ok" : "WRONG");
     if (ok) {
         const int reps = (int)(2e8 / ((double)m * n * k)) + 1;
         double best = 1e30;
         for (int r = 0; r < 5; r++) {
             double t0 = now();
-            for (int i = 0; i < reps; i++) kt->gemm(C, n, A, k, 1, B, n, m, n, k, 0, 0);
+            for (int i = 0; i < reps; i++) product_call(kt, &p);
             double t = now() - t0;
             best = t < best ? t : best;
         }
         printf("  %.1f GFLOP/s (best of 5, one thread)", 2.0 * m * n * k * reps / best * 1e-9);
     }
     printf("\n");
-    free(A), free(B), free(C);
-    return !ok;
-}
-
-/* gemm_dp's C (M x N) = A (M x K) · B (K x N), A and B bf16 (B in pairs of rows),
-   checked against double sums of the same bf16 values, then timed as gemm_only. */
-static int dp_only(int m, int n, int k)
-{
-    const sattn__kernels *kt = sattn__kernels_get();
-    const int k2 = k / 2;
-    uint16_t *A = malloc(sizeof(uint16_t) * (size_t)m * k), *B = malloc(sizeof(uint16_t) * (size_t)k * n);
-    float *C = malloc(sizeof(float) * (size_t)m * n);
-    for (int i = 0; i < m * k; i++) A[i] = sattn__f32_to_bf16((float)((i * 37) % 101) / 101.0f - 0.5f);
-    for (int i = 0; i < k * n; i++) B[i] = sattn__f32_to_bf16((float)((i * 53) % 97) / 97.0f - 0.5f);
-    kt->gemm_dp(C, n, A, k, B, n, m, n, k2, 0, 1.0f, 0);
-    double e = 0;
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) {
-            double ref = 0;
-            for (int c = 0; c < k; c++)
-                ref += (double)sattn__bf16_to_f32(A[i * k + c]) *
-                       sattn__bf16_to_f32(B[2 * ((c / 2) * n + j) + c % 2]);
-            e = fmax(e, fabs(ref - C[i * n + j]));
-        }
-    const double tol = 2.0 * k * 0x1p-24 * k;
-    int ok = e <= tol;
-    printf("gemm_dp %dx%dx%d (%s): error %.2e (tolerance %.2e) %s", m, n, k, kt->name, e, tol, ok ? "ok" : "WRONG");
-    if (ok) {
-        const int reps = (int)(2e8 / ((double)m * n * k)) + 1;
-        double best = 1e30;
-        for (int r = 0; r < 5; r++) {
-            double t0 = now();
-            for (int i = 0; i < reps; i++) kt->gemm_dp(C, n, A, k, B, n, m, n, k2, 0, 1.0f, 0);
-            double t = now() - t0;
-            best = t < best ? t : best;
-        }
-        printf("  %.1f GFLOP/s (best of 5, one thread)", 2.0 * m * n * k * reps / best * 1e-9);
-    }
-    printf("\n");
-    free(A), free(B), free(C);
+    free(p.A), free(p.B), free(p.A2), free(p.B2), free(p.C);
     return !ok;
 }
 
@@ -241,21 +234,14 @@ int main(int argc, char **argv)
         printf("%s\n", bad ? "FAIL" : "PASS");
         return bad != 0;
     }
-    if (argc > 4 && strcmp(argv[1], "--gemm") == 0) {
+    const int dp = argc > 4 && strcmp(argv[1], "--dp") == 0;
+    if (argc > 4 && (dp || strcmp(argv[1], "--gemm") == 0)) {
         int m = atoi(argv[2]), n = atoi(argv[3]), k = atoi(argv[4]);
-        if (m < 1 || n < 1 || k < 1 || m > 4096 || n > 4096 || k > 4096) {
-            fprintf(stderr, "dev_attn_tile --gemm M N K: each from 1 to 4096\n");
+        if (m < 1 || n < 1 || k < 1 || m > 4096 || n > 4096 || k > 4096 || (dp && k % 2)) {
+            fprintf(stderr, "dev_attn_tile %s M N K: each from 1 to 4096%s\n", argv[1], dp ? ", K even" : "");
             return 2;
         }
-        return gemm_only(m, n, k);
-    }
-    if (argc > 4 && strcmp(argv[1], "--dp") == 0) {
-        int m = atoi(argv[2]), n = atoi(argv[3]), k = atoi(argv[4]);
-        if (m < 1 || n < 1 || k < 2 || k % 2 || m > 4096 || n > 4096 || k > 4096) {
-            fprintf(stderr, "dev_attn_tile --dp M N K: each from 1 to 4096, K even\n");
-            return 2;
-        }
-        return dp_only(m, n, k);
+        return product_only(dp, m, n, k);
     }
     int which = argc > 1 ? atoi(argv[1]) : 0, n = argc > 2 ? atoi(argv[2]) : 1024, d = argc > 3 ? atoi(argv[3]) : 64;
     int reps = argc > 4 ? atoi(argv[4]) : 20;
