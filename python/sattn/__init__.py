@@ -13,11 +13,13 @@ The whole C contract:
 Errors raise sattn.Error, a ValueError carrying the C library's message.
 """
 from ._arrays import bfloat16, copies_made
+from ._arrays import storage as _storage
 from ._lib import Error, OutOfMemoryError, library_path
 from ._lib import lib as _clib
 from .functional import (attention, attention_backward, attention_weights, last_seed,
                          manual_seed, scaled_dot_product_attention,
                          scaled_dot_product_attention_backward)
+from .functional import _PRODUCTS
 from .kvcache import KVCache
 from .layer import MultiheadAttention
 
@@ -56,16 +58,13 @@ def isa():
 
 
 def products_run(products, dtype="bfloat16"):
-    """True if attention(..., products=products) with this storage dtype runs those
-    products on this CPU, False if it computes in float32 instead (sattn_products_run)."""
-    from .functional import _PRODUCTS
-    from . import _lib as L
+    """True if attention(..., products=products) with this storage dtype (any name
+    attention's dtype= takes) runs those products on this CPU, False if it computes in
+    float32 instead (sattn_products_run)."""
     if products not in _PRODUCTS:
         raise ValueError(f"products must be one of {sorted(_PRODUCTS)} (got {products!r})")
-    codes = {"float32": L.F32, "float16": L.F16, "bfloat16": L.BF16}
-    if dtype not in codes:
-        raise ValueError(f"dtype must be one of {sorted(codes)} (got {dtype!r})")
-    return bool(_clib.sattn_products_run(codes[dtype], _PRODUCTS[products]))
+    code, _ = _storage([], dtype)
+    return bool(_clib.sattn_products_run(code, _PRODUCTS[products]))
 
 
 def gemm_backend():
