@@ -293,7 +293,7 @@ sattn_status sattn__prepare(sattn__problem *prob, const sattn_params *p, int whi
     prob->window_left = window_side(p->window_left);
     prob->window_right = window_side(p->window_right);
     prob->has_score_mods = p->softcap > 0 || p->alibi_slopes || p->bias || p->mask;
-    prob->bf16_products = p->products == SATTN_PRODUCTS_BF16 && p->dtype == SATTN_BF16 && prob->kt->bf16_products;
+    prob->bf16_products = p->products == SATTN_PRODUCTS_BF16 && sattn__bf16_products_run(prob->kt, p->dtype);
     prob->causal = p->causal;
     prob->seed = p->seed;
     prob->alibi_slopes = p->alibi_slopes;

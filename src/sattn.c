@@ -187,5 +187,5 @@ const char *sattn_isa(void) { return sattn__kernels_get()->name; }
 int sattn_products_run(sattn_dtype dtype, sattn_products products)
 {
     if (products == SATTN_PRODUCTS_F32) return 1;
-    return products == SATTN_PRODUCTS_BF16 && dtype == SATTN_BF16 && sattn__kernels_get()->bf16_products;
+    return products == SATTN_PRODUCTS_BF16 && sattn__bf16_products_run(sattn__kernels_get(), dtype);
 }

@@ -133,6 +133,13 @@ typedef struct sattn__kernels {
                          const float *D);
 } sattn__kernels;
 
+/* 1 if a forward with storage dtype asking for SATTN_PRODUCTS_BF16 runs them on table kt
+   (sattn_products_run for the public side, the resolved problem's bf16_products). */
+static inline int sattn__bf16_products_run(const struct sattn__kernels *kt, int dtype)
+{
+    return dtype == SATTN_BF16 && kt->bf16_products;
+}
+
 /* The table for this CPU, chosen once: the best the CPU runs, or the one named by the
    environment variable SATTN_ISA (generic, avx2, avx512, avx512bf16) if the CPU runs it. */
 const sattn__kernels *sattn__kernels_get(void);
