@@ -3,10 +3,13 @@
  * checked against the double-precision reference (tests/ref) before it is timed.
  *
  *   dev_attn_tile [variant] [N] [d] [reps]     variant 0 = all (default), N = 1024, d = 64
- *   dev_attn_tile --check                      every variant at odd sizes, no timing (ctest)
+ *   dev_attn_tile --check                      every variant and the softmax step at odd
+ *                                              sizes, no timing (ctest)
  *   dev_attn_tile --gemm M N K                 the table's gemm alone, operands in L1: the
  *                                              ceiling of the variants' products
  *   dev_attn_tile --dp M N K                   the same for gemm_dp (bf16 products, K even)
+ *   dev_attn_tile --softmax N                  the table's softmax step (log2 units) on 64
+ *                                              rows of N scores, in L1: its cost per vector
  *
  * Variants:
  *   1  plain C: scores, a two-pass softmax, P·V (the shape of the math)
@@ -223,6 +226,53 @@ static int product_only(int dp, int m, int n, int k)
     return !ok;
 }
 
+/* One step of softmax_online_log2 on BQ rows of n scores from an empty state, checked
+   against double sums (P = 2^(s - max), sum = Σ P), then timed on the same scores as a
+   later step of a row sees them: its max already reached (no rescale of O). */
+static int softmax_only(int n, int timing)
+{
+    const sattn__kernels *kt = sattn__kernels_get();
+    float *s0 = malloc(sizeof(float) * BQ * (size_t)n), *s = malloc(sizeof(float) * BQ * (size_t)n);
+    float *o = calloc((size_t)BQ * 64, sizeof(float)), mx[BQ], sum[BQ];
+    unsigned x = 777;
+    for (int i = 0; i < BQ * n; i++) s0[i] = (float)((x = x * 1103515245u + 12345u) >> 8) / (1 << 24) * 16 - 8;
+    memcpy(s, s0, sizeof(float) * BQ * (size_t)n);
+    for (int r = 0; r < BQ; r++) mx[r] = -INFINITY, sum[r] = 0;
+    kt->softmax_online_log2(s, n, BQ, n, mx, sum, o, 64, 64);
+    double e = 0; /* relative: each weight within a few ulp, each sum within n ulp */
+    for (int r = 0; r < BQ; r++) {
+        double m = -INFINITY, t = 0;
+        for (int c = 0; c < n; c++) m = fmax(m, s0[r * n + c]);
+        for (int c = 0; c < n; c++) {
+            double p = exp2(s0[r * n + c] - m);
+            t += p;
+            e = fmax(e, fabs(s[r * n + c] - p));
+        }
+        e = fmax(e, fabs(sum[r] - t) / t / n);
+        if (mx[r] != (float)m) e = INFINITY;
+    }
+    const double tol = 8 * 0x1p-24;
+    int ok = e <= tol;
+    printf("softmax 64x%d (%s): error %.2e (tolerance %.2e) %s", n, kt->name, e, tol, ok ? "ok" : "WRONG");
+    if (ok && timing) {
+        double best = 1e30;
+        float m0[BQ];
+        memcpy(m0, mx, sizeof m0);
+        for (int rep = 0; rep < 2000; rep++) {
+            memcpy(s, s0, sizeof(float) * BQ * (size_t)n);
+            for (int r = 0; r < BQ; r++) mx[r] = m0[r], sum[r] = 0;
+            double t0 = now();
+            kt->softmax_online_log2(s, n, BQ, n, mx, sum, o, 64, 64);
+            double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("  %.2f ns per 16 scores (best of 2000, one thread)", best * 1e9 / (BQ * n / 16.0));
+    }
+    printf("\n");
+    free(s0), free(s), free(o);
+    return !ok;
+}
+
 int main(int argc, char **argv)
 {
     printf("kernels: %s\n", sattn_isa());
@@ -231,8 +281,17 @@ int main(int argc, char **argv)
         int bad = 0;
         for (int i = 0; i < 5; i++)
             for (int j = 0; j < 5; j++) bad += run(0, ns[i], ds[j], 0, 0);
+        for (int i = 0; i < 5; i++) bad += softmax_only(ns[i], 0);
         printf("%s\n", bad ? "FAIL" : "PASS");
         return bad != 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "--softmax") == 0) {
+        int n = atoi(argv[2]);
+        if (n < 1 || n > 65536) {
+            fprintf(stderr, "dev_attn_tile --softmax N: N from 1 to 65536\n");
+            return 2;
+        }
+        return softmax_only(n, 1);
     }
     const int dp = argc > 4 && strcmp(argv[1], "--dp") == 0;
     if (argc > 4 && (dp || strcmp(argv[1], "--gemm") == 0)) {
@@ -246,7 +305,7 @@ int main(int argc, char **argv)
     int which = argc > 1 ? atoi(argv[1]) : 0, n = argc > 2 ? atoi(argv[2]) : 1024, d = argc > 3 ? atoi(argv[3]) : 64;
     int reps = argc > 4 ? atoi(argv[4]) : 20;
     if (which < 0 || which >= NVAR || n < 1 || d < 1 || reps < 1) {
-        fprintf(stderr, "usage: dev_attn_tile [variant 0-%d] [N] [d] [reps] | --check | --gemm M N K | --dp M N K\n", NVAR - 1);
+        fprintf(stderr, "usage: dev_attn_tile [variant 0-%d] [N] [d] [reps] | --check | --gemm M N K | --dp M N K | --softmax N\n", NVAR - 1);
         return 2;
     }
     return run(which, n, d, reps, 1) != 0;

@@ -86,18 +86,45 @@ static void row_store(void *dst, const float *src, int n, int dtype, float scale
         if (c_ < (n)) step(1, c_, sv_tail((n) - c_));          \
     } while (0)
 
+/* As ROW_WALK, with step(TAIL, offset, tail mask, a) naming one of four accumulators
+   a: vectors 4i + a of the whole ones go to a (four dependency chains, not one; the
+   order of each chain's terms is fixed by n alone), the rest and the tail to 0. */
+#define ROW_WALK4(n, step)                                                  \
+    do {                                                                    \
+        int c_ = 0;                                                         \
+        for (; c_ + 4 * SV_N <= (n); c_ += 4 * SV_N) {                      \
+            step(0, c_, sv_full(), 0);                                      \
+            step(0, c_ + SV_N, sv_full(), 1);                               \
+            step(0, c_ + 2 * SV_N, sv_full(), 2);                           \
+            step(0, c_ + 3 * SV_N, sv_full(), 3);                           \
+        }                                                                   \
+        for (; c_ + SV_N <= (n); c_ += SV_N) step(0, c_, sv_full(), 0);     \
+        if (c_ < (n)) step(1, c_, sv_tail((n) - c_), 0);                    \
+    } while (0)
+
 /* BASE2: S holds the scores times log2 e (and mx follows them): exp2 in place of exp. */
 SV_INLINE void softmax_online_base(const int BASE2, float *S, int lds, int m, int n, float *mx, float *sum, float *O,
                                    int ldo, int dv)
 {
     const sv ninf = sv_set1(-INFINITY), zero = sv_zero();
+    /* Rows in groups of SOFTMAX_ROWS: first every row's max, then every row's exp pass,
+       so that one row's max reduction (a chain of some 30 cycles) runs beside the other
+       rows' loads instead of holding up its own exp pass. */
+    enum { SOFTMAX_ROWS = 8 };
+    float bmaxs[SOFTMAX_ROWS];
     for (int r = 0; r < m; r++) {
-        float *s = S + (int64_t)r * lds;
-        sv vmax = ninf;
-#define MAX_STEP(T, c, t) vmax = sv_max(vmax, T ? sv_select(sv_tail_sm(t), sv_loadt(s + (c), t), ninf) : sv_load(s + (c)))
-        ROW_WALK(n, MAX_STEP);
+        if (r % SOFTMAX_ROWS == 0)
+            for (int g = r; g < m && g < r + SOFTMAX_ROWS; g++) {
+                const float *sg = S + (int64_t)g * lds;
+                sv vmax[4] = {ninf, ninf, ninf, ninf};
+#define MAX_STEP(T, c, t, a) \
+    vmax[a] = sv_max(vmax[a], T ? sv_select(sv_tail_sm(t), sv_loadt(sg + (c), t), ninf) : sv_load(sg + (c)))
+                ROW_WALK4(n, MAX_STEP);
 #undef MAX_STEP
-        float bmax = sv_hmax(vmax);
+                bmaxs[g - r] = sv_hmax(sv_max(sv_max(vmax[0], vmax[1]), sv_max(vmax[2], vmax[3])));
+            }
+        float *s = S + (int64_t)r * lds;
+        const float bmax = bmaxs[r % SOFTMAX_ROWS];
         /* a NaN score makes the row NaN (the lanes' max may or may not carry it) */
         float mnew = bmax > mx[r] || bmax != bmax ? bmax : mx[r];
         if (mnew == -INFINITY) { /* nothing visible yet */
@@ -107,16 +134,16 @@ SV_INLINE void softmax_online_base(const int BASE2, float *S, int lds, int m, in
         }
         /* the old terms' factor; most blocks past the first leave the max as it was */
         float alpha = mnew == mx[r] ? 1.0f : BASE2 ? exp2f(mx[r] - mnew) : expf(mx[r] - mnew); /* -inf: 0 */
-        sv vm = sv_set1(mnew), vsum = zero;
-#define EXP_STEP(T, c, t)                                                            \
+        sv vm = sv_set1(mnew), vsum[4] = {zero, zero, zero, zero};
+#define EXP_STEP(T, c, t, a)                                                         \
     do {                                                                             \
         sv x_ = sv_sub(ld(T, s + (c), t), vm);                                       \
         sv e_ = BASE2 ? sv_exp2(x_) : sv_exp(x_);                                    \
         if (T) e_ = sv_select(sv_tail_sm(t), e_, zero); /* lanes past n: not summed */ \
         stv(T, s + (c), e_, t);                                                      \
-        vsum = sv_add(vsum, e_);                                                     \
+        vsum[a] = sv_add(vsum[a], e_);                                               \
     } while (0)
-        ROW_WALK(n, EXP_STEP);
+        ROW_WALK4(n, EXP_STEP);
 #undef EXP_STEP
         if (alpha != 1.0f) {
             sv va = sv_set1(alpha);
@@ -125,7 +152,7 @@ SV_INLINE void softmax_online_base(const int BASE2, float *S, int lds, int m, in
             ROW_WALK(dv, SCALE_STEP);
 #undef SCALE_STEP
         }
-        sum[r] = sum[r] * alpha + sv_hsum(vsum);
+        sum[r] = sum[r] * alpha + sv_hsum(sv_add(sv_add(vsum[0], vsum[1]), sv_add(vsum[2], vsum[3])));
         mx[r] = mnew;
     }
 }
