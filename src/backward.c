@@ -166,6 +166,23 @@ static int clamp_rows(int64_t len, int64_t i0, int rows)
 
 /* ---- pass 0: D = rowsum(dO ∘ out) ---- */
 
+/* Σ x[c] y[c] in double: each product is exact, four chains of sums (one chain, its
+   accumulator live across the row loads' calls, kept it in memory: a store-to-load
+   round trip per term) */
+static double dot_f64(const float *x, const float *y, int n)
+{
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int c = 0;
+    for (; c + 4 <= n; c += 4) {
+        a0 += (double)x[c] * y[c];
+        a1 += (double)x[c + 1] * y[c + 1];
+        a2 += (double)x[c + 2] * y[c + 2];
+        a3 += (double)x[c + 3] * y[c + 3];
+    }
+    for (; c < n; c++) a0 += (double)x[c] * y[c];
+    return (a0 + a1) + (a2 + a3);
+}
+
 static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
 {
     const sattn__problem *pr = a->pr;
@@ -174,12 +191,17 @@ static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
     float o[64], g[64];
     for (int64_t i = 0; i < s->len_q; i++) {
         const int64_t e = sattn__q_elem(s, pr->os, i, h);
+        if (i + SATTN__PREFETCH_ROWS < s->len_q) { /* the rows are a head apart: see sattn__prefetch */
+            const int64_t ahead = sattn__q_elem(s, pr->os, i + SATTN__PREFETCH_ROWS, h);
+            sattn__prefetch(sattn__at(a->out, ahead, es), (size_t)dv * es);
+            sattn__prefetch(sattn__at(a->dout, ahead, es), (size_t)dv * es);
+        }
         double acc = 0; /* once per row: exactness is cheap here */
         for (int c0 = 0; c0 < dv; c0 += 64) {
             int n = dv - c0 < 64 ? dv - c0 : 64;
             sattn__load_rows(a->kt, o, n, sattn__at(a->out, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
             sattn__load_rows(a->kt, g, n, sattn__at(a->dout, e + c0, es), 0, 1, n, pr->dtype, 1.0f);
-            for (int c = 0; c < n; c++) acc += (double)o[c] * g[c];
+            acc += dot_f64(o, g, n);
         }
         a->dsum[s->lse_row0 + h * s->lse_hstride + i] = (float)acc;
     }

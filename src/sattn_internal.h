@@ -22,6 +22,8 @@
    key its last row sees (sattn__band_keys), which on the diagonal tile of a causal mask
    leaves out 3/8 of the products (BENCHMARKS.md, "Constants and their measurements"). */
 #define SATTN__BAND 16
+/* How many rows ahead the strided row loads (sattn__load_rows) prefetch. */
+#define SATTN__PREFETCH_ROWS 8
 
 /* Largest head_dim / head_dim_v accepted; keeps per-thread scratch bounded. */
 #define SATTN__MAX_HEAD_DIM 4096
@@ -126,6 +128,19 @@ static inline int sattn__thread_id(void) { return 0; }
    Returns NULL (and sets the NOMEM message) on failure. */
 float *sattn__scratch_alloc(size_t per_thread, int threads, size_t *stride);
 void sattn__scratch_free(float *scratch);
+
+/* Asks for the cache lines of bytes from p ahead of their use. Rows a head apart in
+   memory (BSHD: a row of head_dim values every heads x head_dim) defeat the hardware's
+   stride prefetchers, which then leave each row's load waiting on memory. A prefetch
+   never faults, whatever p points to. */
+static inline void sattn__prefetch(const void *p, size_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch((const char *)p + b, 0, 3);
+#else
+    (void)p, (void)bytes;
+#endif
+}
 
 /* The next n floats of a thread's scratch, at offset *off from base, keeping 64-byte
    alignment; *off advances past them. With base NULL it only measures (returns NULL),
