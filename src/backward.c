@@ -191,10 +191,10 @@ static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
     float o[64], g[64];
     for (int64_t i = 0; i < s->len_q; i++) {
         const int64_t e = sattn__q_elem(s, pr->os, i, h);
-        if (i + SATTN__PREFETCH_ROWS < s->len_q) { /* the rows are a head apart: see sattn__prefetch */
+        if (i + SATTN__PREFETCH_ROWS < s->len_q) { /* the rows are a head apart: see sattn__prefetch_rows */
             const int64_t ahead = sattn__q_elem(s, pr->os, i + SATTN__PREFETCH_ROWS, h);
-            sattn__prefetch(sattn__at(a->out, ahead, es), (size_t)dv * es);
-            sattn__prefetch(sattn__at(a->dout, ahead, es), (size_t)dv * es);
+            sattn__prefetch_rows(sattn__at(a->out, ahead, es), 0, 1, dv * (int64_t)es);
+            sattn__prefetch_rows(sattn__at(a->dout, ahead, es), 0, 1, dv * (int64_t)es);
         }
         double acc = 0; /* once per row: exactness is cheap here */
         for (int c0 = 0; c0 < dv; c0 += 64) {

@@ -129,19 +129,6 @@ static inline int sattn__thread_id(void) { return 0; }
 float *sattn__scratch_alloc(size_t per_thread, int threads, size_t *stride);
 void sattn__scratch_free(float *scratch);
 
-/* Asks for the cache lines of bytes from p ahead of their use. Rows a head apart in
-   memory (BSHD: a row of head_dim values every heads x head_dim) defeat the hardware's
-   stride prefetchers, which then leave each row's load waiting on memory. A prefetch
-   never faults, whatever p points to. */
-static inline void sattn__prefetch(const void *p, size_t bytes)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch((const char *)p + b, 0, 3);
-#else
-    (void)p, (void)bytes;
-#endif
-}
-
 /* The next n floats of a thread's scratch, at offset *off from base, keeping 64-byte
    alignment; *off advances past them. With base NULL it only measures (returns NULL),
    so one layout function gives both the pieces and the size to allocate. */
@@ -302,7 +289,10 @@ void sattn__store_rows(const struct sattn__kernels *kt, void *dst, int64_t row_s
 void sattn__zero_rows(void *dst, int64_t row_stride, int rows, int cols, sattn_dtype dtype);
 
 /* Asks for rows of bytes_per_row bytes, stride bytes apart, ahead of their use, into L2
-   (what is asked for runs tiles ahead: more than L1 holds). */
+   (what is asked for runs tiles ahead: more than L1 holds). Rows a head apart in memory
+   (BSHD: head_dim values every heads x head_dim) are not followed by the hardware's
+   prefetchers, which then leave each row's first load waiting on memory. A prefetch
+   never faults, whatever it points at. */
 static inline void sattn__prefetch_rows(const char *p, int64_t stride, int rows, int64_t bytes_per_row)
 {
 #if defined(__GNUC__)
