@@ -1,10 +1,11 @@
-/* AVX-512F kernels (this file alone is compiled with -mavx512f -mfma): the row code and
- * products of rows.h and micro.h over 16-float vectors (gemm panels of 6 rows x 64
- * columns: 24 accumulators, 4 vectors of B and 6 broadcasts per step; gemm_nt blocks
- * of 4 rows x 4 keys), plus what only this ISA has: a transpose-and-add reduction of
- * the gemm_nt sums, the decode path's bf16 pair-order and span products, the 16 x 16
- * register transpose for K panels, and (avx512bf16 table) the vdpbf16ps products (the
- * decode path's gemm_nt_bf16dp, the bf16 products' gemm_dp). */
+/* AVX-512 kernels (F and DQ; this file alone is compiled with -mavx512f -mavx512dq
+ * -mfma): the row code and products of rows.h and micro.h over 16-float vectors (gemm
+ * panels of 6 rows x 64 columns: 24 accumulators, 4 vectors of B and 6 broadcasts per
+ * step; gemm_nt blocks of 4 rows x 4 keys), plus what only this ISA has: a
+ * transpose-and-add reduction of the gemm_nt sums, the decode path's bf16 pair-order
+ * and span products, the 16 x 16 register transpose for K panels, and (avx512bf16
+ * table) the vdpbf16ps products (the decode path's gemm_nt_bf16dp, the bf16 products'
+ * gemm_dp). */
 #define SATTN_SIMD_AVX512
 #define MICRO_P 4
 #define NT_R 4

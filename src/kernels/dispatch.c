@@ -25,7 +25,10 @@ static int has_f16c(void)
 }
 
 /* __builtin_cpu_supports also checks that the OS saves the wide registers. */
-static int runs_avx512(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); }
+static int runs_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
 /* AVX512-BF16: CPUID leaf 7, subleaf 1, EAX bit 5. */
 static int runs_avx512bf16(void)
 {
