@@ -166,9 +166,9 @@ static int clamp_rows(int64_t len, int64_t i0, int rows)
 
 /* ---- pass 0: D = rowsum(dO ∘ out) ---- */
 
-/* Σ x[c] y[c] in double: each product is exact, four chains of sums (one chain, its
-   accumulator live across the row loads' calls, kept it in memory: a store-to-load
-   round trip per term) */
+/* Σ x[c] y[c] in double (each product exact), in four chains of sums held in registers:
+   the one chain this replaced, its accumulator live across the row loads' calls, was
+   kept in memory, a store-to-load round trip per term. */
 static double dot_f64(const float *x, const float *y, int n)
 {
     double a0 = 0, a1 = 0, a2 = 0, a3 = 0;

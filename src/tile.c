@@ -162,8 +162,9 @@ void sattn__load_rows(const sattn__kernels *kt, float *dst, int ld, const void *
                       int cols, sattn_dtype dtype, float scale)
 {
     const int64_t es = sattn__dtype_size(dtype);
+    const int apart = row_stride != cols; /* contiguous rows: the hardware follows them */
     for (int r = 0; r < rows; r++) {
-        if (r + SATTN__PREFETCH_ROWS < rows)
+        if (apart && r + SATTN__PREFETCH_ROWS < rows)
             sattn__prefetch_rows((const char *)src + (r + SATTN__PREFETCH_ROWS) * row_stride * es, 0, 1, cols * es);
         kt->load_row(dst + (int64_t)r * ld, (const char *)src + r * row_stride * es, cols, (int)dtype, scale);
     }
