@@ -8,7 +8,8 @@
  * Both libraries are loaded with dlopen (RTLD_LOCAL, so each keeps its own symbols);
  * each round runs C calls of A then C of B (B first in odd rounds), so both see the
  * same phase of the machine. Prints, per case, each build's GFLOP/s (the median of all
- * its calls), the ratio of the medians and in how many rounds B's median was faster.
+ * its calls), the ratio of the medians and in how many rounds B's median was faster
+ * (medians of an even count: the mean of the middle two, bench/timing.h).
  * f32, B=1, H heads (default 8), BSHD, the same inputs for both; the default thread
  * count (OMP_NUM_THREADS). FLOPs: 4·H·N²·d forward, half under causal, 2.5x backward.
  * Reaches each library only through sattn.h's functions. */
@@ -20,6 +21,7 @@
 #include <time.h>
 
 #include "sattn.h"
+#include "timing.h"
 
 typedef sattn_status (*forward_fn)(const sattn_params *, const void *, const void *, const void *, void *, float *);
 typedef sattn_status (*backward_fn)(const sattn_params *, const void *, const void *, const void *, const void *,
@@ -32,25 +34,6 @@ typedef struct build {
     forward_fn forward;
     backward_fn backward;
 } build;
-
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, by_value);
-    return t[n / 2];
-}
 
 static int open_build(build *b, const char *path)
 {
@@ -127,20 +110,20 @@ static int run_case(build b[2], const a_case *c, int heads, int rounds, int call
         for (int w = 0; w < 2; w++) {
             const int which = r % 2 ? 1 - w : w;
             for (int i = 0; i < calls; i++) {
-                double t0 = seconds();
+                double t0 = bench_seconds();
                 sattn_status st = c->backward ? b[which].backward(&p, q, k, v, o, lse, dout, dq, dk, dv)
                                               : b[which].forward(&p, q, k, v, o, lse);
-                round_t[i] = t[which][(size_t)r * calls + i] = seconds() - t0;
+                round_t[i] = t[which][(size_t)r * calls + i] = bench_seconds() - t0;
                 if (st != SATTN_OK) ok = 0;
             }
-            m[which] = median(round_t, calls);
+            m[which] = bench_median(round_t, calls);
         }
         b_wins += m[1] < m[0];
     }
     if (ok) {
         const double flop = 4.0 * heads * (double)c->n * (double)c->n * (double)c->d * (c->causal ? 0.5 : 1.0) *
                             (c->backward ? 2.5 : 1.0);
-        const double ta = median(t[0], rounds * calls), tb = median(t[1], rounds * calls);
+        const double ta = bench_median(t[0], rounds * calls), tb = bench_median(t[1], rounds * calls);
         printf("%s d=%-4ld N=%-5ld %-6s  A %7.1f  B %7.1f GFLOP/s  B/A %.3f  B faster in %d of %d rounds\n",
                c->backward ? "bwd" : "fwd", c->d, c->n, c->causal ? "causal" : "full", flop / ta * 1e-9,
                flop / tb * 1e-9, ta / tb, b_wins, rounds);

@@ -44,6 +44,7 @@
 #endif
 
 #include "sattn.h"
+#include "timing.h"
 
 extern void openblas_set_num_threads(int);
 extern char *openblas_get_corename(void);
@@ -155,25 +156,6 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
     exit(1);
 }
 
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
 static void fill(float *x, size_t n, uint64_t seed, float lo, float hi)
 {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -260,14 +242,14 @@ static double measure_peak(void)
     const long iters = 20000000;
     double t[5], sink = 0;
     for (int r = 0; r < 5; r++) {
-        double t0 = seconds();
+        double t0 = bench_seconds();
 #pragma omp parallel num_threads(g_threads) reduction(+ : sink)
         sink += avx512 ? fma_chain512(iters) : fma_chain256(iters);
-        t[r] = seconds() - t0;
+        t[r] = bench_seconds() - t0;
     }
     double flops = (double)g_threads * (double)iters * (avx512 ? 16 * 32 : 12 * 16); /* chains x flops per FMA */
     if (sink == 42) printf(" ");
-    return flops / median(t, 5) * 1e-9;
+    return flops / bench_median(t, 5) * 1e-9;
 }
 
 /* Sum of n floats (n a multiple of 64) with full-width loads and 4 independent
@@ -341,14 +323,14 @@ static float *read_buffer(size_t n)
 static double read_rate(const float *buf, size_t n)
 {
     const int avx512 = __builtin_cpu_supports("avx512f");
-    double t0 = seconds(), total = 0;
+    double t0 = bench_seconds(), total = 0;
 #pragma omp parallel num_threads(g_threads) reduction(+ : total)
     {
         int id = omp_get_thread_num(), nt = omp_get_num_threads();
         size_t lo = n / 64 * id / nt * 64, hi = n / 64 * (id + 1) / nt * 64;
         total += avx512 ? read512(buf + lo, hi - lo) : read256(buf + lo, hi - lo);
     }
-    double t = seconds() - t0;
+    double t = bench_seconds() - t0;
     if (total == 42) printf(" "); /* the sum is used: the reads stay */
     return (double)n * sizeof(float) / t * 1e-9;
 }
@@ -364,7 +346,7 @@ static double measure_bandwidth(void)
     double rate[5];
     for (int r = 0; r < 5; r++) rate[r] = read_rate(buf, n);
     free(buf);
-    return median(rate, 5);
+    return bench_median(rate, 5);
 }
 
 /* Evicts the caches: decode timings must come from memory, not from L3. */
@@ -526,22 +508,22 @@ static void prefill_case(int n, int h, int d, int causal, sattn_dtype dtype, int
     double ts[64], tb[64];
     if (sattn_forward(&p, sq, sk, sv, sout, lse) != SATTN_OK) die("sattn_forward: %s", sattn_last_error());
     for (int r = 0; r < g_reps; r++) {
-        double t0 = seconds();
+        double t0 = bench_seconds();
         sattn_status st = backward ? sattn_backward(&p, sq, sk, sv, sout, lse, sdout, sdq, sdk, sdv)
                                    : sattn_forward(&p, sq, sk, sv, sout, lse);
-        ts[r] = seconds() - t0;
+        ts[r] = bench_seconds() - t0;
         if (st != SATTN_OK) die("sattn: %s", sattn_last_error());
     }
     /* the baseline, in f32 (OpenBLAS has no f16 GEMM; bf16 cases compare against f32) */
     float *P = malloc((size_t)h * n * n * 4), *dP = malloc((size_t)n * n * 4);
     baseline_forward(n, h, d, causal, q, k, v, out, P);
     for (int r = 0; r < g_reps; r++) {
-        double t0 = seconds();
+        double t0 = bench_seconds();
         if (backward) baseline_backward(n, h, d, q, k, v, out, dout, P, dP, dq, dk, dv);
         else baseline_forward(n, h, d, causal, q, k, v, out, P);
-        tb[r] = seconds() - t0;
+        tb[r] = bench_seconds() - t0;
     }
-    double t = median(ts, g_reps), b = median(tb, g_reps);
+    double t = bench_median(ts, g_reps), b = bench_median(tb, g_reps);
     add_result(name, t, flops, b, 0);
     free(P), free(dP), free(h16);
     free(q), free(k), free(v), free(out), free(dout), free(lse), free(dq), free(dk), free(dv);
@@ -596,9 +578,9 @@ static void decode_case(sattn_dtype dtype)
     for (int r = 0; r < reps; r++) {
         double rate = rbuf ? read_rate(rbuf, nread) : 0;
         if (!rbuf) flush_caches();
-        double t0 = seconds();
+        double t0 = bench_seconds();
         if (sattn_forward(&p, sq, k, v, sout, lse) != SATTN_OK) die("sattn_forward: %s", sattn_last_error());
-        ts[r] = seconds() - t0;
+        ts[r] = bench_seconds() - t0;
         ratio[r] = rate > 0 ? bytes / ts[r] * 1e-9 / rate : 0;
     }
     free(rbuf);
@@ -607,7 +589,7 @@ static void decode_case(sattn_dtype dtype)
     const float scale = 1.0f / sqrtf((float)d);
     for (int r = 0; r < reps; r++) {
         flush_caches();
-        double t0 = seconds();
+        double t0 = bench_seconds();
         for (int h = 0; h < hq; h++) {
             int g = h / (hq / hk);
             cblas_sgemv(CblasRowMajor, CblasNoTrans, nkv, d, scale, kf + (size_t)g * nkv * d, d, q + h * d, 1,
@@ -618,11 +600,11 @@ static void decode_case(sattn_dtype dtype)
             cblas_sgemv(CblasRowMajor, CblasTrans, nkv, d, 1.0f / sum, vf + (size_t)(h / (hq / hk)) * nkv * d, d,
                         s + (size_t)h * nkv, 1, 0.0f, out + h * d, 1);
         }
-        tb[r] = seconds() - t0;
+        tb[r] = bench_seconds() - t0;
     }
-    double t = median(ts, reps), b = median(tb, reps);
+    double t = bench_median(ts, reps), b = bench_median(tb, reps);
     result *row = add_result(name, t, bytes, b, 1);
-    if (row) row->beside = median(ratio, reps);
+    if (row) row->beside = bench_median(ratio, reps);
     free(s), free(kf), free(vf), free(q), free(out), free(lse), free(k16), free(v16), free(q16);
 }
 
@@ -655,10 +637,10 @@ static void layer_case(int backward)
     double ts[64], tb[64];
     sattn_mha_forward(m, NULL, B, N, x, y);
     for (int r = 0; r < g_reps; r++) {
-        double t0 = seconds();
+        double t0 = bench_seconds();
         sattn_status st = sattn_mha_forward(m, NULL, B, N, x, y);
         if (st == SATTN_OK && backward) st = sattn_mha_backward(m, NULL, B, N, x, dy, dx);
-        ts[r] = seconds() - t0;
+        ts[r] = bench_seconds() - t0;
         if (st != SATTN_OK) die("sattn_mha: %s", sattn_last_error());
     }
     /* the unfused layer: three projections, softmax(Q Kᵀ) V per (sequence, head) with
@@ -670,7 +652,7 @@ static void layer_case(int backward)
     float *P = malloc((size_t)B * H * N * N * 4), *dP = malloc((size_t)N * N * 4);
     float *gW = calloc((size_t)4 * E * E, 4);
     for (int r = 0; r < g_reps; r++) {
-        double t0 = seconds();
+        double t0 = bench_seconds();
         base_linear(Q, x, Wq, bq, T, E, E), base_linear(K, x, Wk, bq + E, T, E, E);
         base_linear(Vv, x, Wv, bq + 2 * E, T, E, E);
         for (int b = 0; b < B; b++)
@@ -693,11 +675,11 @@ static void layer_case(int backward)
                             i ? 1.0f : 0.0f, dx, E);
             }
         }
-        tb[r] = seconds() - t0;
+        tb[r] = bench_seconds() - t0;
     }
     double proj = 2.0 * T * E * (3.0 * E) + 2.0 * T * E * E, attn = 4.0 * B * H * (double)N * N * D;
     double flops = backward ? 3 * proj + 3.5 * attn : proj + attn;
-    double t = median(ts, g_reps), b = median(tb, g_reps);
+    double t = bench_median(ts, g_reps), b = bench_median(tb, g_reps);
     add_result(name, t, flops, b, 0);
     free(x), free(y), free(dy), free(dx), free(Q), free(K), free(Vv), free(O), free(dQ), free(dK), free(dV);
     free(dO), free(P), free(dP), free(gW);

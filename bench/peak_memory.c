@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "sattn.h"
+#include "timing.h"
 
 /* Peak resident memory of this process image: VmHWM on Linux (getrusage's maxrss
    would carry over the peak of a process that exec'd this one). */
@@ -29,13 +30,6 @@ static double peak_rss_mib(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0; /* Linux reports KiB */
-}
-
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 int main(int argc, char **argv)
@@ -73,9 +67,9 @@ int main(int argc, char **argv)
     memset(&p, 0, sizeof p);
     p.batch = 1, p.seq_q = n, p.seq_kv = n, p.heads_q = 1, p.head_dim = d;
     p.causal = causal ? SATTN_CAUSAL_TOP_LEFT : SATTN_CAUSAL_NONE;
-    double t0 = seconds();
+    double t0 = bench_seconds();
     sattn_status st = sattn_forward(&p, q, k, v, out, lse);
-    double t1 = seconds();
+    double t1 = bench_seconds();
     if (st != SATTN_OK) {
         fprintf(stderr, "peak_memory: sattn_forward failed: %s\n", sattn_last_error());
         return 1;

@@ -22,13 +22,7 @@
 #include <unistd.h>
 
 #include "sattn.h"
-
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "timing.h"
 
 static double cpu_seconds(void)
 {
@@ -36,12 +30,6 @@ static double cpu_seconds(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
            1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef struct {
@@ -68,13 +56,13 @@ static void run_fwd(const fwd_case *c, double *wall, double *cpu)
     memset(&p, 0, sizeof p);
     p.batch = c->B, p.seq_q = p.seq_kv = c->N, p.heads_q = c->H, p.head_dim = c->D;
     p.causal = c->causal ? SATTN_CAUSAL_TOP_LEFT : SATTN_CAUSAL_NONE;
-    double t0 = seconds(), c0 = cpu_seconds();
+    double t0 = bench_seconds(), c0 = cpu_seconds();
     for (int i = 0; i < c->calls; i++)
         if (sattn_forward(&p, q, q, q, o, lse) != SATTN_OK) {
             fprintf(stderr, "shared_machine: %s\n", sattn_last_error());
             exit(1);
         }
-    *wall = seconds() - t0, *cpu = cpu_seconds() - c0;
+    *wall = bench_seconds() - t0, *cpu = cpu_seconds() - c0;
     free(q), free(o), free(lse);
 }
 
@@ -93,12 +81,12 @@ static void run_layer(double *wall, double *cpu)
     fill(x, (size_t)B * N * E);
     sattn_params o;
     memset(&o, 0, sizeof o);
-    double t0 = seconds(), c0 = cpu_seconds();
+    double t0 = bench_seconds(), c0 = cpu_seconds();
     for (int s = 0; s < steps; s++) {
         sattn_mha_forward(m, &o, B, N, x, y);
         sattn_mha_backward(m, &o, B, N, x, y, dx);
     }
-    *wall = seconds() - t0, *cpu = cpu_seconds() - c0;
+    *wall = bench_seconds() - t0, *cpu = cpu_seconds() - c0;
     free(x), free(y), free(dx);
     sattn_mha_free(m);
 }
@@ -140,7 +128,7 @@ int main(int argc, char **argv)
                 if (c < 3) run_fwd(&cases[c], &w[t][r], &u[t][r]);
                 else run_layer(&w[t][r], &u[t][r]);
             }
-        for (int t = 0; t < 2; t++) qsort(w[t], (size_t)reps, sizeof(double), cmp), qsort(u[t], (size_t)reps, sizeof(double), cmp);
+        for (int t = 0; t < 2; t++) qsort(w[t], (size_t)reps, sizeof(double), bench_cmp_double), qsort(u[t], (size_t)reps, sizeof(double), bench_cmp_double);
         printf("%-44s %10.3f %10.3f %10.3f %10.3f %7.2fx\n",
                c < 3 ? cases[c].name : "layer: 50 x fwd+bwd B4 N64 E256 H4", w[0][reps / 2], w[1][reps / 2],
                u[0][reps / 2], u[1][reps / 2], w[0][reps / 2] / w[1][reps / 2]);

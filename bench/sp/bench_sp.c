@@ -19,17 +19,7 @@
 #include <string.h>
 
 #include "sattn_sp.h"
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "../timing.h"
 
 static void fill(float *x, int64_t n, uint64_t seed)
 {
@@ -99,7 +89,7 @@ int main(int argc, char **argv)
             tf[r] = t1 - t0, td[r] = MPI_Wtime() - t1;
         }
         const int nr = reps < 64 ? reps : 64;
-        double f = median(tf, nr), dg = median(td, nr);
+        double f = bench_median(tf, nr), dg = bench_median(td, nr);
         printf("part=%lld heads=%lld dim=%lld full_s=%.6g diag_s=%.6g full_gflops=%.2f\n", (long long)part,
                (long long)H, (long long)D, f, dg, 4.0 * B * H * (double)part * part * D / f * 1e-9);
         MPI_Finalize();
@@ -122,7 +112,7 @@ int main(int argc, char **argv)
             else sattn_forward(&p, q, k, v, o, l);
             t[r] = MPI_Wtime() - t0;
         }
-        double m = median(t, nr);
+        double m = bench_median(t, nr);
         printf("mode=single threads=%d n=%lld heads=%lld dim=%lld time_s=%.6g gflops=%.2f\n", single, (long long)N,
                (long long)H, (long long)D, m, flops / m * 1e-9);
         MPI_Finalize();
@@ -161,7 +151,7 @@ int main(int argc, char **argv)
             sattn_sp_get_stats(&s[m]);
         }
     sattn_sp_set_bench_mode(SATTN_SP_BENCH_OFF);
-    double tn = median(t[0], nr), tc = median(t[1], nr), tx = median(t[2], nr);
+    double tn = bench_median(t[0], nr), tc = bench_median(t[1], nr), tx = bench_median(t[2], nr);
     /* this rank's share, and the largest over ranks */
     double w = s[0].wait_s, wmax, cmp = s[0].compute_s, cmax, cmin;
     MPI_Allreduce(&w, &wmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
