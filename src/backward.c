@@ -191,7 +191,8 @@ static void dsum_rows(const bwd_args *a, const sattn__seq *s, int64_t h)
     float o[64], g[64];
     for (int64_t i = 0; i < s->len_q; i++) {
         const int64_t e = sattn__q_elem(s, pr->os, i, h);
-        if (i + SATTN__PREFETCH_ROWS < s->len_q) { /* the rows are a head apart: see sattn__prefetch_rows */
+        /* rows apart (a head apart in BSHD), as sattn__load_rows asks for them */
+        if (pr->os[1] != dv && i + SATTN__PREFETCH_ROWS < s->len_q) {
             const int64_t ahead = sattn__q_elem(s, pr->os, i + SATTN__PREFETCH_ROWS, h);
             sattn__prefetch_rows(sattn__at(a->out, ahead, es), 0, 1, dv * (int64_t)es);
             sattn__prefetch_rows(sattn__at(a->dout, ahead, es), 0, 1, dv * (int64_t)es);

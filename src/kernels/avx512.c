@@ -401,7 +401,7 @@ static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int row
     else transpose_blocks(SATTN_BF16, dst, ld, src, rs, rows, cols);
 }
 
-/* The AVX-512F table; the avx512bf16 one adds the vdpbf16ps products (dispatch.c picks
+/* The AVX-512 table; the avx512bf16 one adds the vdpbf16ps products (dispatch.c picks
    it where the CPU has AVX512-BF16). */
 #define AVX512_ENTRIES \
     .span_values = 1, \
