@@ -1,6 +1,7 @@
 /* The benchmark programs' clock and median, one copy for all of them (bench, ab,
  * shared_machine, peak_memory, sp/bench_sp). Header-only: each program stays one file
- * to build. */
+ * to build. It needs clock_gettime: the program defines _POSIX_C_SOURCE 200809L (or
+ * _GNU_SOURCE) before its first include. */
 #ifndef SATTN_BENCH_TIMING_H
 #define SATTN_BENCH_TIMING_H
 

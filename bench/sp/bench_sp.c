@@ -13,6 +13,7 @@
  * slowest rank's) for bench/sp/bench_sp.py, which runs both and forms the table.
  * --part C times one (C x C) block of the ring (sattn_forward_part, 1 thread), full
  * and diagonal, for the cluster model. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, for ../timing.h */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
