@@ -3,9 +3,8 @@
  * panels of 6 rows x 64 columns: 24 accumulators, 4 vectors of B and 6 broadcasts per
  * step; gemm_nt blocks of 4 rows x 4 keys), plus what only this ISA has: a
  * transpose-and-add reduction of the gemm_nt sums, the decode path's bf16 pair-order
- * and span products, the 16 x 16 register transpose for K panels, and (avx512bf16
- * table) the vdpbf16ps products (the decode path's gemm_nt_bf16dp, the bf16 products'
- * gemm_dp). */
+ * and span products, and (avx512bf16 table) the vdpbf16ps products (the decode path's
+ * gemm_nt_bf16dp, the bf16 products' gemm_dp). */
 #define SATTN_SIMD_AVX512
 #define MICRO_P 4
 #define NT_R 4
@@ -345,60 +344,6 @@ BF16_TARGET static void gemm_dp(float *C, int ldc, const uint16_t *A, int lda, c
             }
         }
     }
-}
-
-/* ---- the transpose for K panels: 16 x 16 blocks in registers ---- */
-
-ALWAYS_INLINE void transpose16(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) { /* interleave row pairs */
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) { /* 4 x 4 blocks within each 128-bit lane */
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int h = 0; h < 16; h += 8) /* then the 128-bit lanes across rows */
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-}
-
-ALWAYS_INLINE void transpose_blocks(const int dtype, float *dst, int ld, const void *src, int64_t rs,
-                                    int rows, int cols)
-{
-    const int64_t es = sattn__dtype_size(dtype);
-    int r0 = 0;
-    for (; r0 + 16 <= rows; r0 += 16) {
-        int c0 = 0;
-        for (; c0 + 16 <= cols; c0 += 16) {
-            __m512 x[16];
-            for (int i = 0; i < 16; i++) x[i] = load_b(dtype, 0, src, (r0 + i) * rs + c0, sv_full());
-            transpose16(x);
-            for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (int64_t)(c0 + i) * ld + r0, x[i]);
-        }
-        if (c0 < cols)
-            sattn__load_rows_t_generic(dst + (int64_t)c0 * ld + r0, ld, (const char *)src + (r0 * rs + c0) * es, rs,
-                                       16, cols - c0, dtype);
-    }
-    if (r0 < rows)
-        sattn__load_rows_t_generic(dst + r0, ld, (const char *)src + r0 * rs * es, rs, rows - r0, cols, dtype);
-}
-
-static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int rows, int cols, int dtype)
-{
-    if (dtype == SATTN_F32) transpose_blocks(SATTN_F32, dst, ld, src, rs, rows, cols);
-    else if (dtype == SATTN_F16) transpose_blocks(SATTN_F16, dst, ld, src, rs, rows, cols);
-    else transpose_blocks(SATTN_BF16, dst, ld, src, rs, rows, cols);
 }
 
 /* The AVX-512 table; the avx512bf16 one adds the vdpbf16ps products (dispatch.c picks

@@ -204,4 +204,35 @@ static void gemm_h(float *C, int ldc, const float *A, int ars, int acs, const ui
         gemm_panels(SATTN_BF16, C, ldc, A, ars, acs, B, ldb, m, n, k, accumulate);
 }
 
+/* ---- the transpose for K panels: SV_N x SV_N blocks in registers ---- */
+
+/* dst[c * ld + r] = row r, element c of src (rows row_stride elements apart), as f32;
+   the edges past whole blocks by the generic form */
+SV_INLINE void transpose_blocks(const int DT, float *dst, int ld, const void *src, int64_t rs, int rows, int cols)
+{
+    const int64_t es = sattn__dtype_size(DT);
+    int r0 = 0;
+    for (; r0 + SV_N <= rows; r0 += SV_N) {
+        int c0 = 0;
+        for (; c0 + SV_N <= cols; c0 += SV_N) {
+            sv x[SV_N];
+            for (int i = 0; i < SV_N; i++) x[i] = load_b(DT, 0, src, (r0 + i) * rs + c0, sv_full());
+            sv_transpose(x);
+            for (int i = 0; i < SV_N; i++) sv_store(dst + (int64_t)(c0 + i) * ld + r0, x[i]);
+        }
+        if (c0 < cols)
+            sattn__load_rows_t_generic(dst + (int64_t)c0 * ld + r0, ld, (const char *)src + (r0 * rs + c0) * es, rs,
+                                       SV_N, cols - c0, DT);
+    }
+    if (r0 < rows)
+        sattn__load_rows_t_generic(dst + r0, ld, (const char *)src + r0 * rs * es, rs, rows - r0, cols, DT);
+}
+
+static void load_rows_t(float *dst, int ld, const void *src, int64_t rs, int rows, int cols, int dtype)
+{
+    if (dtype == SATTN_F32) transpose_blocks(SATTN_F32, dst, ld, src, rs, rows, cols);
+    else if (dtype == SATTN_F16) transpose_blocks(SATTN_F16, dst, ld, src, rs, rows, cols);
+    else transpose_blocks(SATTN_BF16, dst, ld, src, rs, rows, cols);
+}
+
 #endif

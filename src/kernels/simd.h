@@ -20,6 +20,7 @@
  *   sv_load_f16 / sv_store_f16  SV_N halves <-> floats, stores nearest even (IEEE
  *                               conversion instructions; convert.h's in plain C)
  *   si_store_u16                the low 16 bits of each lane, SV_N of them
+ *   sv_transpose(r)             r[SV_N] transposed: lane i of r[j] becomes lane j of r[i]
  * Every pointer may be unaligned. */
 #ifndef SATTN_SIMD_H
 #define SATTN_SIMD_H
@@ -85,6 +86,31 @@ SV_INLINE si si_or(si a, si b) { return _mm512_or_si512(a, b); }
 #define si_srl(x, n) _mm512_srli_epi32(x, n)
 #define si_sll(x, n) _mm512_slli_epi32(x, n)
 SV_INLINE si si_select(sm m, si a, si b) { return _mm512_mask_blend_epi32(m, b, a); }
+/* r[i] = lane i of every r[j], for the SV_N x SV_N block in r: row pairs interleaved,
+   then 4 x 4 blocks within each 128-bit lane, then the 128-bit lanes across rows */
+SV_INLINE void sv_transpose(sv r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
 
 #elif defined(SATTN_SIMD_AVX2)
 #include <immintrin.h>
@@ -166,6 +192,27 @@ SV_INLINE si si_select(sm m, si a, si b)
 {
     return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b), _mm256_castsi256_ps(a), m));
 }
+/* r[i] = lane i of every r[j]: row pairs interleaved, 4 x 4 blocks within each 128-bit
+   lane, then the 128-bit lanes across rows */
+SV_INLINE void sv_transpose(sv r[8])
+{
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; i++) r[i] = t[i];
+}
 
 #else /* plain C: one float per "vector" */
 #include "../convert.h"
@@ -218,6 +265,7 @@ SV_INLINE si si_or(si a, si b) { return a | b; }
 #define si_srl(x, n) ((x) >> (n))
 #define si_sll(x, n) ((x) << (n))
 SV_INLINE si si_select(sm m, si a, si b) { return m ? a : b; }
+SV_INLINE void sv_transpose(sv r[1]) { (void)r; }
 #endif
 
 /* ---- built on the primitives, the same for every ISA ---- */
