@@ -138,7 +138,7 @@ SV_INLINE void softmax_online_base(const int BASE2, float *S, int lds, int m, in
 #define EXP_STEP(T, c, t, a)                                                         \
     do {                                                                             \
         sv x_ = sv_sub(ld(T, s + (c), t), vm);                                       \
-        sv e_ = BASE2 ? sv_exp2(x_) : sv_exp(x_);                                    \
+        sv e_ = BASE2 ? sv_exp2_weight(x_) : sv_exp_weight(x_);                      \
         if (T) e_ = sv_select(sv_tail_sm(t), e_, zero); /* lanes past n: not summed */ \
         stv(T, s + (c), e_, t);                                                      \
         vsum[a] = sv_add(vsum[a], e_);                                               \
@@ -177,7 +177,7 @@ static void softmax_recompute(float *S, int lds, int m, int n, const float *lse)
             continue;
         }
         sv vl = sv_set1(lse[r]);
-#define RECOMPUTE_STEP(T, c, t) stv(T, s + (c), sv_exp(sv_sub(ld(T, s + (c), t), vl)), t)
+#define RECOMPUTE_STEP(T, c, t) stv(T, s + (c), sv_exp_weight(sv_sub(ld(T, s + (c), t), vl)), t)
         ROW_WALK(n, RECOMPUTE_STEP);
 #undef RECOMPUTE_STEP
     }

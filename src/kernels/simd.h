@@ -333,4 +333,60 @@ SV_INLINE sv sv_exp2(sv x)
     return sv_pow2n(p, n);
 }
 
+/* exp(x) and 2^x as softmax weights: x is a score minus its row's max or its lse (x <= 0
+   but for rounding, -inf or NaN). With n = round(x) (or round(x log2 e)): the same bits
+   as sv_exp2 (sv_exp) for n in [-127, 126], which covers every result from 2^-127.5 to
+   2^126.5, subnormal ones included; 0 below (against the row's largest weight, about 1,
+   beyond f32's precision in every sum and product the weight enters), inf above. NaN
+   stays NaN, -inf gives 0. On AVX2 sv_pow2n's two-factor scale costs 9 of sv_exp2's 19
+   operations: here n comes from adding 1.5 2^23 + 128 (even, so ties round to even as
+   sv_round does), whose low bits are then n + 128, shifted into the exponent: 2^(n + 1),
+   the polynomial's coefficients halved to match (exact), 13 operations in all. n is
+   clamped to [-128, 127], so that n + 128 fits 8 bits: -128 gives a scale of 0, 127 of
+   inf. Elsewhere sv_exp and sv_exp2 themselves (AVX-512's scale is one instruction;
+   plain C is the reference). */
+#if defined(SATTN_SIMD_AVX2)
+#define SV_SHIFTER 12583040.0f /* 1.5 2^23 + 128: the ulp there is 1 */
+/* 2^(n + 1) from t = y + SV_SHIFTER, n = round(y) in [-128, 127]: 0 for -128, inf for 127 */
+SV_INLINE sv sv_pow2_shifted(sv t) { return si_float(si_sll(sv_bits(t), 23)); }
+
+SV_INLINE sv sv_exp2_weight(sv x)
+{
+    x = sv_max(sv_set1(-128.0f), x);
+    x = sv_min(sv_set1(127.0f), x);
+    sv t = sv_add(x, sv_set1(SV_SHIFTER));
+    sv r = sv_sub(x, sv_sub(t, sv_set1(SV_SHIFTER)));
+    sv p = sv_set1(0.5f * 1.535336188319500e-4f); /* sv_exp2's coefficients, halved */
+    p = sv_fma(p, r, sv_set1(0.5f * 1.339887440266574e-3f));
+    p = sv_fma(p, r, sv_set1(0.5f * 9.618437357674640e-3f));
+    p = sv_fma(p, r, sv_set1(0.5f * 5.550332471162809e-2f));
+    p = sv_fma(p, r, sv_set1(0.5f * 2.402264791363012e-1f));
+    p = sv_fma(p, r, sv_set1(0.5f * 6.931472028550421e-1f));
+    p = sv_fma(p, r, sv_set1(0.5f));
+    return sv_mul(p, sv_pow2_shifted(t));
+}
+
+SV_INLINE sv sv_exp_weight(sv x)
+{
+    x = sv_max(sv_set1(-88.5f), x); /* -88.5 log2 e = -127.7: n = -128 */
+    x = sv_min(sv_set1(88.0f), x);  /* 88 log2 e = 126.96: n = 127 */
+    sv t = sv_add(sv_mul(x, sv_set1(1.44269504088896341f)), sv_set1(SV_SHIFTER));
+    sv n = sv_sub(t, sv_set1(SV_SHIFTER));
+    sv r = sv_fnma(n, sv_set1(0.693359375f), x);
+    r = sv_fnma(n, sv_set1(-2.12194440e-4f), r);
+    sv p = sv_set1(0.5f * 1.9875691500e-4f); /* sv_exp's coefficients, halved */
+    p = sv_fma(p, r, sv_set1(0.5f * 1.3981999507e-3f));
+    p = sv_fma(p, r, sv_set1(0.5f * 8.3334519073e-3f));
+    p = sv_fma(p, r, sv_set1(0.5f * 4.1665795894e-2f));
+    p = sv_fma(p, r, sv_set1(0.5f * 1.6666665459e-1f));
+    p = sv_fma(p, r, sv_set1(0.5f * 5.0000001201e-1f));
+    p = sv_fma(p, sv_mul(r, r), sv_fma(r, sv_set1(0.5f), sv_set1(0.5f)));
+    return sv_mul(p, sv_pow2_shifted(t));
+}
+#undef SV_SHIFTER
+#else
+SV_INLINE sv sv_exp2_weight(sv x) { return sv_exp2(x); }
+SV_INLINE sv sv_exp_weight(sv x) { return sv_exp(x); }
+#endif
+
 #endif
