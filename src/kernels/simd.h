@@ -295,6 +295,42 @@ SV_INLINE void sv_store_bf16(uint16_t *p, sv x)
     si_store_u16(p, si_select(sv_isnan(x), si_or(si_srl(u, 16), si_set1(0x40)), r));
 }
 
+/* k e^r for r = x - n ln2 in [-ln2/2, ln2/2]: Cephes' expf polynomial, its
+   coefficients times k, a power of two (1, or 1/2 for the weights below), so that every
+   step is k times the unscaled one, exactly: the same bits, times k. */
+SV_INLINE sv exp_poly(sv r, const float k)
+{
+    sv p = sv_set1(k * 1.9875691500e-4f);
+    p = sv_fma(p, r, sv_set1(k * 1.3981999507e-3f));
+    p = sv_fma(p, r, sv_set1(k * 8.3334519073e-3f));
+    p = sv_fma(p, r, sv_set1(k * 4.1665795894e-2f));
+    p = sv_fma(p, r, sv_set1(k * 1.6666665459e-1f));
+    p = sv_fma(p, r, sv_set1(k * 5.0000001201e-1f));
+    /* k (r + 1): an add when k = 1, one rounding either way */
+    return sv_fma(p, sv_mul(r, r), k == 1.0f ? sv_add(r, sv_set1(1.0f)) : sv_fma(r, sv_set1(k), sv_set1(k)));
+}
+
+/* k 2^r for r in [-1/2, 1/2]: Cephes' exp2f, 1 + r P(r), its coefficients times k (as
+   exp_poly) */
+SV_INLINE sv exp2_poly(sv r, const float k)
+{
+    sv p = sv_set1(k * 1.535336188319500e-4f);
+    p = sv_fma(p, r, sv_set1(k * 1.339887440266574e-3f));
+    p = sv_fma(p, r, sv_set1(k * 9.618437357674640e-3f));
+    p = sv_fma(p, r, sv_set1(k * 5.550332471162809e-2f));
+    p = sv_fma(p, r, sv_set1(k * 2.402264791363012e-1f));
+    p = sv_fma(p, r, sv_set1(k * 6.931472028550421e-1f));
+    return sv_fma(p, r, sv_set1(k));
+}
+
+/* x - n ln 2 in two steps (Cody and Waite: ln 2's high part has 9 bits, so n times it is
+   exact for the n here) */
+SV_INLINE sv exp_reduce(sv x, sv n)
+{
+    sv r = sv_fnma(n, sv_set1(0.693359375f), x);
+    return sv_fnma(n, sv_set1(-2.12194440e-4f), r);
+}
+
 /* exp(x), Cephes' polynomial on x - n ln2 (n = round(x log2 e)), scaled by 2^n.
    x is clamped to [-104, 88.8] first: exp(-104) < 2^-150 rounds to 0, so -inf gives
    exactly 0; exp(88.8) overflows to inf, and so does +inf. A NaN stays NaN. */
@@ -303,16 +339,7 @@ SV_INLINE sv sv_exp(sv x)
     x = sv_max(sv_set1(-104.0f), x);
     x = sv_min(sv_set1(88.8f), x);
     sv n = sv_round(sv_mul(x, sv_set1(1.44269504088896341f)));
-    sv r = sv_fnma(n, sv_set1(0.693359375f), x);
-    r = sv_fnma(n, sv_set1(-2.12194440e-4f), r);
-    sv p = sv_set1(1.9875691500e-4f);
-    p = sv_fma(p, r, sv_set1(1.3981999507e-3f));
-    p = sv_fma(p, r, sv_set1(8.3334519073e-3f));
-    p = sv_fma(p, r, sv_set1(4.1665795894e-2f));
-    p = sv_fma(p, r, sv_set1(1.6666665459e-1f));
-    p = sv_fma(p, r, sv_set1(5.0000001201e-1f));
-    p = sv_fma(p, sv_mul(r, r), sv_add(r, sv_set1(1.0f)));
-    return sv_pow2n(p, n);
+    return sv_pow2n(exp_poly(exp_reduce(x, n), 1.0f), n);
 }
 
 /* 2^x: Cephes' exp2f, 1 + r P(r) on r = x - n in [-1/2, 1/2] (n = round(x)), scaled by
@@ -323,14 +350,7 @@ SV_INLINE sv sv_exp2(sv x)
 {
     sv n;
     sv r = sv_exp2_split(x, &n);
-    sv p = sv_set1(1.535336188319500e-4f);
-    p = sv_fma(p, r, sv_set1(1.339887440266574e-3f));
-    p = sv_fma(p, r, sv_set1(9.618437357674640e-3f));
-    p = sv_fma(p, r, sv_set1(5.550332471162809e-2f));
-    p = sv_fma(p, r, sv_set1(2.402264791363012e-1f));
-    p = sv_fma(p, r, sv_set1(6.931472028550421e-1f));
-    p = sv_fma(p, r, sv_set1(1.0f));
-    return sv_pow2n(p, n);
+    return sv_pow2n(exp2_poly(r, 1.0f), n);
 }
 
 /* exp(x) and 2^x as softmax weights: x is a score minus its row's max or its lse (x <= 0
@@ -341,10 +361,10 @@ SV_INLINE sv sv_exp2(sv x)
    stays NaN, -inf gives 0. On AVX2 sv_pow2n's two-factor scale costs 9 of sv_exp2's 19
    operations: here n comes from adding 1.5 2^23 + 128 (even, so ties round to even as
    sv_round does), whose low bits are then n + 128, shifted into the exponent: 2^(n + 1),
-   the polynomial's coefficients halved to match (exact), 13 operations in all. n is
-   clamped to [-128, 127], so that n + 128 fits 8 bits: -128 gives a scale of 0, 127 of
-   inf. Elsewhere sv_exp and sv_exp2 themselves (AVX-512's scale is one instruction;
-   plain C is the reference). */
+   the polynomial halved to match (exact), 13 operations in all. n is clamped to
+   [-128, 127], so that n + 128 fits 8 bits: -128 gives a scale of 0, 127 of inf.
+   Elsewhere sv_exp and sv_exp2 themselves (AVX-512's scale is one instruction; plain C
+   is the reference). */
 #if defined(SATTN_SIMD_AVX2)
 #define SV_SHIFTER 12583040.0f /* 1.5 2^23 + 128: the ulp there is 1 */
 /* 2^(n + 1) from t = y + SV_SHIFTER, n = round(y) in [-128, 127]: 0 for -128, inf for 127 */
@@ -356,14 +376,7 @@ SV_INLINE sv sv_exp2_weight(sv x)
     x = sv_min(sv_set1(127.0f), x);
     sv t = sv_add(x, sv_set1(SV_SHIFTER));
     sv r = sv_sub(x, sv_sub(t, sv_set1(SV_SHIFTER)));
-    sv p = sv_set1(0.5f * 1.535336188319500e-4f); /* sv_exp2's coefficients, halved */
-    p = sv_fma(p, r, sv_set1(0.5f * 1.339887440266574e-3f));
-    p = sv_fma(p, r, sv_set1(0.5f * 9.618437357674640e-3f));
-    p = sv_fma(p, r, sv_set1(0.5f * 5.550332471162809e-2f));
-    p = sv_fma(p, r, sv_set1(0.5f * 2.402264791363012e-1f));
-    p = sv_fma(p, r, sv_set1(0.5f * 6.931472028550421e-1f));
-    p = sv_fma(p, r, sv_set1(0.5f));
-    return sv_mul(p, sv_pow2_shifted(t));
+    return sv_mul(exp2_poly(r, 0.5f), sv_pow2_shifted(t));
 }
 
 SV_INLINE sv sv_exp_weight(sv x)
@@ -372,16 +385,7 @@ SV_INLINE sv sv_exp_weight(sv x)
     x = sv_min(sv_set1(88.0f), x);  /* 88 log2 e = 126.96: n = 127 */
     sv t = sv_add(sv_mul(x, sv_set1(1.44269504088896341f)), sv_set1(SV_SHIFTER));
     sv n = sv_sub(t, sv_set1(SV_SHIFTER));
-    sv r = sv_fnma(n, sv_set1(0.693359375f), x);
-    r = sv_fnma(n, sv_set1(-2.12194440e-4f), r);
-    sv p = sv_set1(0.5f * 1.9875691500e-4f); /* sv_exp's coefficients, halved */
-    p = sv_fma(p, r, sv_set1(0.5f * 1.3981999507e-3f));
-    p = sv_fma(p, r, sv_set1(0.5f * 8.3334519073e-3f));
-    p = sv_fma(p, r, sv_set1(0.5f * 4.1665795894e-2f));
-    p = sv_fma(p, r, sv_set1(0.5f * 1.6666665459e-1f));
-    p = sv_fma(p, r, sv_set1(0.5f * 5.0000001201e-1f));
-    p = sv_fma(p, sv_mul(r, r), sv_fma(r, sv_set1(0.5f), sv_set1(0.5f)));
-    return sv_mul(p, sv_pow2_shifted(t));
+    return sv_mul(exp_poly(exp_reduce(x, n), 0.5f), sv_pow2_shifted(t));
 }
 #undef SV_SHIFTER
 #else
