@@ -2,19 +2,20 @@
  * exp2 and exp in double precision, and against the bits of sv_exp2 and sv_exp where
  * simd.h says they agree: n = round(x) (or round(x log2 e)) in [-127, 126], 0 below
  * that range, inf above, NaN kept. This file alone is compiled with -mavx2 -mfma
- * -mf16c; on a CPU without them it reports itself skipped (77).
+ * -mf16c; where the library would not run its AVX2 table (sattn__cpu_runs) it reports
+ * itself skipped (77).
  *
  * Tolerance against double: 2 ulps of the result where it is normal (the polynomials
  * are Cephes', within about 1 ulp on their range, plus the rounding of the products),
  * and 2^-149 absolutely where it is subnormal. */
 #define SATTN_SIMD_AVX2
-#include <cpuid.h>
 #include <immintrin.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "kernels/simd.h"
 
 static int failures;
@@ -73,16 +74,9 @@ static void check_both(float x)
     check(0, x);
 }
 
-/* F16C: CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does not know it) */
-static int has_f16c(void)
-{
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
-}
-
 int main(void)
 {
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !has_f16c()) {
+    if (!sattn__cpu_runs("avx2")) { /* the dispatcher's rule: AVX2, FMA and F16C */
         printf("SKIP: this CPU lacks AVX2, FMA or F16C: the AVX2 weights were not tested\n");
         return 77;
     }
