@@ -1,14 +1,12 @@
 /* AVX-512 kernels (F and DQ; this file alone is compiled with -mavx512f -mavx512dq
  * -mfma): the row code and products of rows.h and micro.h over 16-float vectors (gemm
  * panels of 6 rows x 64 columns: 24 accumulators, 4 vectors of B and 6 broadcasts per
- * step; gemm_nt blocks of 4 rows x 4 keys), plus what only this ISA has: a
- * transpose-and-add reduction of the gemm_nt sums, the decode path's bf16 pair-order
- * and span products, and (avx512bf16 table) the vdpbf16ps products (the decode path's
- * gemm_nt_bf16dp, the bf16 products' gemm_dp). */
+ * step; gemm_nt blocks of 4 rows x 4 keys), plus what only this ISA has: the decode
+ * path's bf16 pair-order and span products, and (avx512bf16 table) the vdpbf16ps
+ * products (the decode path's gemm_nt_bf16dp, the bf16 products' gemm_dp). */
 #define SATTN_SIMD_AVX512
 #define MICRO_P 4
 #define NT_R 4
-#define SATTN_HAVE_STORE_SUMS
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -16,60 +14,6 @@
 #include "simd.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-/* ---- gemm_nt's reduction ---- */
-
-static inline __m256 hi256(__m512 a) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)); }
-
-/* The sums of a0..a3 in one vector: halve to 256 bits, then a hadd tree. */
-ALWAYS_INLINE __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
-{
-    __m256 r0 = _mm256_add_ps(_mm512_castps512_ps256(a0), hi256(a0));
-    __m256 r1 = _mm256_add_ps(_mm512_castps512_ps256(a1), hi256(a1));
-    __m256 r2 = _mm256_add_ps(_mm512_castps512_ps256(a2), hi256(a2));
-    __m256 r3 = _mm256_add_ps(_mm512_castps512_ps256(a3), hi256(a3));
-    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(r0, r1), _mm256_hadd_ps(r2, r3));
-    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-}
-
-/* The sums of the 16 vectors a[r][u] in one vector, lane 4r + u: a transpose-and-add
-   tree (pairs within 128-bit lanes, then across them), 45 operations where four reduce4
-   take about 80. */
-ALWAYS_INLINE __m512 reduce16(__m512 a[4][4])
-{
-    __m512 t[8], v[4];
-    for (int r = 0; r < 4; r++) /* lanes (x0, x1, x0, x1) of each 128-bit block, pairs u = 0,1 and 2,3 */
-        for (int h = 0; h < 2; h++)
-            t[2 * r + h] = _mm512_add_ps(_mm512_unpacklo_ps(a[r][2 * h], a[r][2 * h + 1]),
-                                         _mm512_unpackhi_ps(a[r][2 * h], a[r][2 * h + 1]));
-    for (int r = 0; r < 4; r++) /* (u0, u1, u2, u3) in each 128-bit block, row r */
-        v[r] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * r], t[2 * r + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(t[2 * r], t[2 * r + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xee));
-    __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xee));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xdd));
-}
-
-/* C[r][u] = scale times the sum of the lanes of acc[r][u], for R rows of C and NB
-   columns (scale = 1 leaves the sums as they are). */
-ALWAYS_INLINE void store_sums(const int R, const int NB, float *C, int ldc, __m512 acc[4][4], float scalar)
-{
-    const __m512 scale = _mm512_set1_ps(scalar);
-    if (R == 4 && NB == 4) { /* the full block: all 16 sums in one vector */
-        __m512 s = _mm512_mul_ps(reduce16(acc), scale);
-        _mm_storeu_ps(C, _mm512_castps512_ps128(s));
-        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(s, 1));
-        _mm_storeu_ps(C + 2 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 2));
-        _mm_storeu_ps(C + 3 * (int64_t)ldc, _mm512_extractf32x4_ps(s, 3));
-        return;
-    }
-    for (int r = 0; r < R; r++) {
-        float sums[4];
-        _mm_storeu_ps(sums, _mm_mul_ps(reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]),
-                                       _mm512_castps512_ps128(scale)));
-        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = sums[u];
-    }
-}
 
 /* The dot-product kernels' storage type for bf16 B read in pair order (kernels.h), A's
    rows in that order too: gemm_nt_blocks' B for gemm_nt_bf16p (micro.h's nt_micro
@@ -108,7 +52,7 @@ ALWAYS_INLINE void nt_pairs_micro(const int R, const int NB, float *C, int ldc, 
             }
         }
     }
-    store_sums(R, NB, C, ldc, acc, 1.0f);
+    sv_store_sums(R, NB, C, ldc, acc, 1.0f);
 }
 
 #include "micro.h"
@@ -257,7 +201,7 @@ BF16_TARGET ALWAYS_INLINE void nt_dp_micro(const int R, const int NB, float *C, 
             for (int r = 0; r < R; r++) acc[r][u] = _mm512_dpbf16_ps(acc[r][u], a[r], b);
         }
     }
-    store_sums(R, NB, C, ldc, acc, scale);
+    sv_store_sums(R, NB, C, ldc, acc, scale);
 }
 
 #define NTDP(R, NB) \

@@ -4,9 +4,8 @@
  *   MICRO_P   vectors of C per row of a gemm panel (panels of MICRO_P * SV_N columns);
  *             up to 6 rows, so 6 * MICRO_P accumulators plus MICRO_P vectors of B
  *   NT_R      rows of A per gemm_nt block (against 4 keys: 4 * NT_R accumulators)
- * and may define store_sums (SATTN_HAVE_STORE_SUMS) for a faster reduction of the
- * gemm_nt accumulators, and nt_pairs_micro for B in pair order (SATTN_HAVE_NT_PAIRS,
- * storage type NT_BF16_PAIRS). Semantics: kernels.h. */
+ * and may define nt_pairs_micro for B in pair order (SATTN_HAVE_NT_PAIRS, storage type
+ * NT_BF16_PAIRS). Semantics: kernels.h. */
 #ifndef SATTN_MICRO_H
 #define SATTN_MICRO_H
 
@@ -94,15 +93,6 @@ static void gemm(float *C, int ldc, const float *A, int ars, int acs, const floa
 
 /* ---- gemm_nt: dot products, R rows of A x NB keys of B per block ---- */
 
-#if !defined(SATTN_HAVE_STORE_SUMS)
-/* C[r][u] = scale times the sum of the lanes of acc[r][u] */
-SV_INLINE void store_sums(const int R, const int NB, float *C, int ldc, sv acc[NT_R][4], float scale)
-{
-    for (int r = 0; r < R; r++)
-        for (int u = 0; u < NB; u++) C[(int64_t)r * ldc + u] = scale * sv_hsum(acc[r][u]);
-}
-#endif
-
 /* acc[r][u0], acc[r][u0 + 1] += A row r . B rows u0, u0 + 1, for NT_R rows of A */
 SV_INLINE void nt_pair(const int DT, sv acc[NT_R][4], const int u0, const float *A, int lda, const void *B, int ldb,
                        int k)
@@ -145,7 +135,7 @@ SV_INLINE void nt_micro(const int R, const int NB, const int DT, float *C, int l
             }
         }
     }
-    store_sums(R, NB, C, ldc, acc, 1.0f);
+    sv_store_sums(R, NB, C, ldc, acc, 1.0f);
 }
 
 #define NT_CASE(R, NB) \
